@@ -1,0 +1,58 @@
+"""The standalone application: the metrics router under ``/api/system`` plus health."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import FastAPI
+from fastapi.responses import Response
+
+from . import __version__
+from ._messages import encode_json
+from ._router import JSON, router
+from ._settings import Settings
+from ._source import Source
+
+__all__ = ["create_app"]
+
+PREFIX = "/api/system"
+
+
+def create_app(settings: Settings | None = None, *, source: Source | None = None) -> FastAPI:
+    """The sysstream server as a FastAPI app; ``sysstream serve`` runs this on uvicorn."""
+    settings = settings if settings is not None else Settings()
+    metrics = router(settings, source=source)
+    app = FastAPI(title="sysstream", version=__version__, docs_url="/api/docs")
+    app.include_router(metrics, prefix=PREFIX)
+    app.state.hub = metrics.hub
+    app.state.settings = settings
+    hub = metrics.hub
+
+    @app.get("/healthz", summary="Liveness: the sampler's last tick and the fan-out figures")
+    async def healthz() -> Response:
+        now = asyncio.get_running_loop().time()
+        stats = hub.stats
+        age = None if stats.last_tick_at is None else round(now - stats.last_tick_at, 3)
+        # Three missed intervals means the sampler is stuck, not merely late.
+        alive = age is not None and age < 3 * hub.source.interval + 1
+        body = {
+            "status": "ok" if alive else ("starting" if age is None else "stalled"),
+            "version": __version__,
+            "hub": hub.state.value,
+            "last_tick_age_seconds": age,
+            "interval_seconds": hub.source.interval,
+            "clients": hub.clients,
+            "fanout": {
+                "ticks": stats.ticks,
+                "messages": stats.messages,
+                "drops": stats.drops,
+                "views": stats.views,
+                "encodings_last_tick": stats.encodings,
+                "last_seconds": round(stats.last_fanout_seconds, 6),
+                "max_seconds": round(stats.max_fanout_seconds, 6),
+            },
+        }
+        status = 200 if alive or age is None else 503
+        return Response(encode_json(body), status_code=status, media_type=JSON)
+
+    return app

@@ -1,0 +1,214 @@
+"""The hub: one source, many clients. Pulls a sample per tick, encodes it once per view,
+and hands the same bytes to every client of that view.
+
+The hub is the seam between sampling and serving: anything that yields :class:`Sample`
+objects can feed it (this host's psutil sampler, a Redis subscription), and anything
+that implements ``record(sample)`` can watch what it publishes (history, storage).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ._messages import encode_sample, text_frame
+from ._registry import DEFAULT_FIELDS
+from ._sample import Sample
+from ._sinks import Sink
+from ._source import Source, describe_exception
+
+__all__ = ["DEFAULT_VIEW", "FanoutStats", "HubState", "MetricsHub", "Recorder", "View"]
+
+logger = logging.getLogger("sysstream")
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What a client receives: which field groups, on every ``every``-th tick."""
+
+    fields: tuple[str, ...] = DEFAULT_FIELDS
+    every: int = 1
+
+
+DEFAULT_VIEW = View()
+
+
+class Recorder(Protocol):
+    def record(self, sample: Sample) -> None:
+        """Called with every published sample, on the event loop; must not block."""
+
+
+class HubState(enum.Enum):
+    CREATED = "created"
+    RUNNING = "running"
+    STOPPED = "stopped"
+
+
+@dataclass(slots=True)
+class FanoutStats:
+    """The hub's own figures, for /healthz and /metrics."""
+
+    ticks: int = 0
+    messages: int = 0  # messages handed to clients
+    drops: int = 0  # clients dropped for stalling
+    last_tick_at: float | None = None  # loop.time() of the last published tick
+    last_fanout_seconds: float = 0.0  # sample ready to last client written
+    max_fanout_seconds: float = 0.0
+    views: int = 0
+    encodings: int = 0  # encodings done in the last tick (one per due view)
+    source_errors: int = 0
+
+
+@dataclass(slots=True)
+class _Audience:
+    view: View
+    sinks: dict[Sink, None] = field(default_factory=dict)  # ordered set, O(1) removal
+
+
+class MetricsHub:
+    def __init__(
+        self,
+        source: Source,
+        *,
+        always: Iterable[str] = DEFAULT_FIELDS,
+        recorders: Iterable[Recorder] = (),
+    ) -> None:
+        self.source = source
+        self.state = HubState.CREATED
+        self.stats = FanoutStats()
+        self.latest: Sample | None = None
+        self.recorders: list[Recorder] = list(recorders)
+        self._always = frozenset(always)
+        self._audiences: dict[View, _Audience] = {}
+        self._views_of: dict[Sink, View] = {}
+        self._groups = self._always
+        self._task: asyncio.Task[None] | None = None
+        self._ticked = asyncio.Condition()
+
+    # Clients
+
+    @property
+    def clients(self) -> int:
+        return len(self._views_of)
+
+    def attach(self, sink: Sink, view: View = DEFAULT_VIEW) -> None:
+        if sink in self._views_of:
+            raise ValueError("expected a new sink, got one already attached")
+        audience = self._audiences.get(view)
+        if audience is None:
+            audience = self._audiences[view] = _Audience(view)
+            self._update_groups()
+        audience.sinks[sink] = None
+        self._views_of[sink] = view
+
+    def detach(self, sink: Sink) -> None:
+        view = self._views_of.pop(sink, None)
+        if view is None:
+            return
+        audience = self._audiences[view]
+        del audience.sinks[sink]
+        if not audience.sinks:
+            del self._audiences[view]
+            self._update_groups()
+
+    def move(self, sink: Sink, view: View) -> None:
+        """Change ``sink``'s view from the next tick."""
+        self.detach(sink)
+        self.attach(sink, view)
+
+    def _update_groups(self) -> None:
+        wanted = set(self._always)
+        for view in self._audiences:
+            wanted.update(view.fields)
+        self._groups = frozenset(wanted)
+
+    # Lifecycle
+
+    async def start(self) -> None:
+        if self.state is not HubState.CREATED:
+            raise RuntimeError(f"expected a created hub, got one {self.state.value}")
+        self.state = HubState.RUNNING
+        self._task = asyncio.create_task(self._run(), name="sysstream-hub")
+
+    async def stop(self) -> None:
+        if self.state is not HubState.RUNNING:
+            return
+        self.state = HubState.STOPPED
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.source.close()
+
+    async def wait_for_tick(self, after: int = 0) -> Sample:
+        """Wait until a sample with a tick number above ``after`` is published."""
+        async with self._ticked:
+            await self._ticked.wait_for(
+                lambda: self.latest is not None and self.latest.tick > after
+            )
+            assert self.latest is not None
+            return self.latest
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = 0
+        while True:
+            try:
+                sample = await self.source.next_sample(self._groups)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a broken source must not end the stream
+                self.stats.source_errors += 1
+                logger.warning("sample source failed: %s", describe_exception(exc))
+                tick += 1
+                reason = describe_exception(exc)
+                sample = Sample(tick, time.time(), errors=dict.fromkeys(self._groups, reason))
+                await asyncio.sleep(self.source.interval)
+            tick = sample.tick
+            self.publish(sample, loop.time())
+            async with self._ticked:
+                self._ticked.notify_all()
+
+    # Fan-out
+
+    def publish(self, sample: Sample, now: float) -> None:
+        """Record ``sample`` and deliver it to every client whose view is due."""
+        started = time.perf_counter()
+        self.latest = sample
+        for recorder in self.recorders:
+            try:
+                recorder.record(sample)
+            except Exception:
+                logger.exception("recorder %r failed", recorder)
+        delivered = encodings = 0
+        stalled: list[Sink] = []
+        for view, audience in self._audiences.items():
+            if sample.tick % view.every:
+                continue
+            payload = encode_sample(sample, view.fields)
+            frame, text = text_frame(payload), payload.decode()
+            encodings += 1
+            for sink in audience.sinks:
+                if not sink.deliver(frame, text, now):
+                    stalled.append(sink)
+            delivered += len(audience.sinks)
+        for sink in stalled:
+            self.detach(sink)
+        elapsed = time.perf_counter() - started
+        stats = self.stats
+        stats.ticks += 1
+        stats.messages += delivered - len(stalled)
+        stats.drops += len(stalled)
+        stats.last_tick_at = now
+        stats.last_fanout_seconds = elapsed
+        stats.max_fanout_seconds = max(stats.max_fanout_seconds, elapsed)
+        stats.views = len(self._audiences)
+        stats.encodings = encodings
+        if stalled:
+            logger.info("dropped %d stalled client(s)", len(stalled))

@@ -1,0 +1,80 @@
+"""Running the app on uvicorn with sysstream's WebSocket protocol (``sysstream serve``)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+
+import uvicorn
+from fastapi import FastAPI
+
+from ._app import create_app
+from ._protocol import WebSocketProtocol
+from ._settings import Settings
+
+__all__ = ["ServeError", "bind_socket", "build_server", "run_server"]
+
+logger = logging.getLogger("sysstream")
+
+
+class ServeError(OSError):
+    """The server could not start (address in use, permission denied); one-line message."""
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind before uvicorn starts, so the real port is known when ``port`` is 0."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def build_server(settings: Settings, app: FastAPI | None = None) -> uvicorn.Server:
+    """A uvicorn server for ``app`` with the fast-path protocol and sysstream's limits."""
+    # Keepalive pings catch clients that stopped reading while their kernel buffers still
+    # absorb the ~100-byte ticks: unanswered within half the stall timeout, the client is
+    # aborted, so a stalled reader is gone within one stall timeout.
+    half = settings.stall_timeout / 2
+    config = uvicorn.Config(
+        app if app is not None else create_app(settings),
+        ws=WebSocketProtocol,
+        # Per-message deflate costs more CPU and ~50 KB per connection than it saves on
+        # ~100-byte messages: refused (docs/benchmarks.md).
+        ws_per_message_deflate=False,
+        ws_ping_interval=half,
+        ws_ping_timeout=half,
+        ws_max_size=4096,
+        log_level=settings.log_level,
+        lifespan="on",
+        backlog=4096,
+        timeout_graceful_shutdown=2,
+    )
+    return uvicorn.Server(config)
+
+
+def run_server(settings: Settings, app: FastAPI | None = None) -> None:
+    """Bind, announce the address and serve until SIGINT/SIGTERM."""
+    sock = bind_socket(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    server = build_server(settings, app)
+    shown = f"[{host}]" if ":" in host else host
+    logger.info("sysstream serving on http://%s:%d (stream at /api/system/metrics)", shown, port)
+    # uvicorn re-raises the stop signal after its graceful shutdown, so the process would
+    # die "killed by SIGTERM". A shutdown that completed is a success: exit status 0.
+    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _ignore(signum: int, frame: object) -> None:
+    """Stands in for the default action once uvicorn has already shut down."""

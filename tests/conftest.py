@@ -1,0 +1,157 @@
+"""Shared fixtures: a real uvicorn server on port 0 in its own thread and event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from sysstream import create_app, load_settings
+from sysstream._server import bind_socket, build_server
+from sysstream._settings import Settings
+
+START_TIMEOUT = 10.0
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server with a start event, so fixtures await readiness instead of polling."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets)
+        self.ready.set()
+
+
+class _ErrorLog(logging.Handler):
+    """Collects WARNING-and-above records from the server's loggers."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def errors(self) -> list[str]:
+        return [r.getMessage() for r in self.records if r.levelno >= logging.ERROR]
+
+
+@dataclass
+class RunningServer:
+    app: FastAPI
+    settings: Settings
+    server: uvicorn.Server
+    port: int
+    log: _ErrorLog
+    thread: threading.Thread = field(repr=False)
+    loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def ws_url(self, path: str = "/api/system/metrics") -> str:
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+    @property
+    def hub(self) -> Any:
+        return self.app.state.hub
+
+    def call(self, function: Callable[[], Any]) -> Any:
+        """Run ``function`` on the server's loop and wait for its result."""
+        assert self.loop is not None
+
+        async def run() -> Any:
+            return function()
+
+        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout=5)
+
+    async def wait_until(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Poll a server-side condition from the test's loop, on the server's loop."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await asyncio.to_thread(self.call, predicate):
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError("server condition not reached")
+            await asyncio.sleep(0.02)
+
+
+def start_server(
+    app: FastAPI | None = None, *, ws_protocol: Any = None, **overrides: Any
+) -> RunningServer:
+    overrides.setdefault("port", 0)
+    settings = load_settings(**overrides)
+    app = app if app is not None else create_app(settings)
+    sock = bind_socket("127.0.0.1", 0)
+    config = build_server(settings, app).config
+    if ws_protocol is not None:
+        config.ws = ws_protocol  # e.g. uvicorn's stock protocol, to test the portable path
+    server = _Server(config)
+    log = _ErrorLog()
+    for name in ("uvicorn", "uvicorn.error", "sysstream"):
+        logging.getLogger(name).addHandler(log)
+    running = RunningServer(app, settings, server, sock.getsockname()[1], log, thread=None)  # type: ignore[arg-type]
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        running.loop = loop
+        try:
+            loop.run_until_complete(server.serve(sockets=[sock]))
+        finally:
+            loop.close()
+
+    running.thread = threading.Thread(target=serve, name="uvicorn-test", daemon=True)
+    running.thread.start()
+    if not server.ready.wait(START_TIMEOUT):
+        raise TimeoutError("server did not start")
+    return running
+
+
+def stop_server(running: RunningServer) -> None:
+    running.server.should_exit = True
+    running.thread.join(timeout=15)
+    for name in ("uvicorn", "uvicorn.error", "sysstream"):
+        logging.getLogger(name).removeHandler(running.log)
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[..., RunningServer]]:
+    started: list[RunningServer] = []
+
+    def factory(app: FastAPI | None = None, **overrides: Any) -> RunningServer:
+        running = start_server(app, **overrides)  # ws_protocol= passes through
+        started.append(running)
+        return running
+
+    yield factory
+    for running in started:
+        stop_server(running)
+
+
+@pytest.fixture
+def server(server_factory: Callable[..., RunningServer]) -> RunningServer:
+    return server_factory(interval=0.2)
+
+
+@asynccontextmanager
+async def ws_client(url: str, **kwargs: Any) -> AsyncIterator[Any]:
+    from websockets.asyncio.client import connect
+
+    async with connect(url, open_timeout=10, close_timeout=5, **kwargs) as websocket:
+        yield websocket
+
+
+async def receive_json(websocket: Any, timeout: float = 5.0) -> Any:
+    import orjson
+
+    return orjson.loads(await asyncio.wait_for(websocket.recv(), timeout))

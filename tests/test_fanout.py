@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+from sysstream._fanout import Offer, Outbox, OutboxState
+
+
+def test_free_outbox_sends_at_once() -> None:
+    outbox: Outbox[str] = Outbox(stall_timeout=10)
+    assert outbox.offer("a", now=0) is Offer.SEND
+    assert outbox.state is OutboxState.FREE
+
+
+def test_held_outbox_keeps_only_the_latest_message() -> None:
+    outbox: Outbox[str] = Outbox(stall_timeout=10)
+    outbox.hold(now=0)
+    assert outbox.offer("a", now=1) is Offer.QUEUED
+    assert outbox.offer("b", now=2) is Offer.QUEUED
+    assert outbox.replaced == 1
+    assert outbox.release() == "b"
+    assert outbox.state is OutboxState.FREE
+    assert outbox.release() is None
+
+
+def test_outbox_held_past_the_timeout_is_stalled_and_closed() -> None:
+    outbox: Outbox[str] = Outbox(stall_timeout=5)
+    outbox.hold(now=100)
+    assert outbox.offer("a", now=104.9) is Offer.QUEUED
+    assert not outbox.is_stalled(104.9)
+    assert outbox.is_stalled(105)
+    assert outbox.offer("b", now=105) is Offer.STALLED
+    assert outbox.state is OutboxState.CLOSED
+    assert outbox.pending is None
+    assert outbox.offer("c", now=106) is Offer.CLOSED
+
+
+def test_hold_keeps_the_time_it_was_first_held() -> None:
+    outbox: Outbox[str] = Outbox(stall_timeout=5)
+    outbox.hold(now=0)
+    outbox.hold(now=4)  # still held: the stall clock does not restart
+    assert outbox.offer("a", now=5) is Offer.STALLED
+
+
+def test_release_after_close_returns_nothing() -> None:
+    outbox: Outbox[str] = Outbox(stall_timeout=5)
+    outbox.close()
+    assert outbox.release() is None

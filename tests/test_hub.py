@@ -1,0 +1,147 @@
+"""The hub's fan-out without sockets: fake sinks and a scripted source."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from sysstream import MetricsHub, Sample, View
+from sysstream._fanout import Offer, Outbox
+
+
+class ListSink:
+    def __init__(self, stall_timeout: float = 10.0) -> None:
+        self.outbox: Outbox[bytes] = Outbox(stall_timeout)
+        self.frames: list[bytes] = []
+        self.aborted = False
+
+    def deliver(self, frame: bytes, text: str, now: float) -> bool:
+        offer = self.outbox.offer(frame, now)
+        if offer is Offer.SEND:
+            self.frames.append(frame)
+        if offer is Offer.STALLED:
+            self.abort()
+        return offer is not Offer.STALLED
+
+    def abort(self) -> None:
+        self.aborted = True
+
+    def messages(self) -> list[dict[str, object]]:
+        # Frames here are under 64 KiB: a 2-byte header, or 4 with a 16-bit length.
+        return [orjson.loads(frame[4:] if frame[1] == 126 else frame[2:]) for frame in self.frames]
+
+
+class ScriptedSource:
+    interval = 0.01
+
+    def __init__(self) -> None:
+        self.tick = 0
+        self.asked: list[frozenset[str]] = []
+
+    async def next_sample(self, groups: frozenset[str]) -> Sample:
+        await asyncio.sleep(self.interval)
+        self.tick += 1
+        self.asked.append(groups)
+        return Sample(self.tick, 0.0, {name: float(self.tick) for name in groups})
+
+    def close(self) -> None:
+        pass
+
+
+def sample(tick: int) -> Sample:
+    return Sample(tick, 0.0, {"cpu": 1.0, "memory": 2.0, "disk": 3.0, "load": 4.0})
+
+
+def test_same_view_shares_one_encoding() -> None:
+    hub = MetricsHub(ScriptedSource())
+    sinks = [ListSink() for _ in range(3)]
+    for sink in sinks:
+        hub.attach(sink)
+    hub.publish(sample(1), now=0)
+    assert hub.stats.encodings == 1
+    assert sinks[0].frames[0] is sinks[1].frames[0] is sinks[2].frames[0]
+
+
+def test_each_view_gets_its_fields_on_its_ticks() -> None:
+    hub = MetricsHub(ScriptedSource())
+    every, slow = ListSink(), ListSink()
+    hub.attach(every)
+    hub.attach(slow, View(("load",), every=2))
+    for tick in (1, 2, 3, 4):
+        hub.publish(sample(tick), now=tick)
+    assert len(every.frames) == 4
+    assert [list(m) for m in slow.messages()] == [["load", "timestamp"]] * 2
+
+
+def test_stalled_sink_is_dropped_without_holding_the_others() -> None:
+    hub = MetricsHub(ScriptedSource())
+    stuck, healthy = ListSink(stall_timeout=2), ListSink()
+    hub.attach(stuck)
+    hub.attach(healthy)
+    stuck.outbox.hold(now=0)
+    for tick in range(1, 5):
+        hub.publish(sample(tick), now=tick)
+    assert stuck.aborted and hub.clients == 1
+    assert hub.stats.drops == 1
+    assert len(healthy.frames) == 4
+
+
+def test_detach_and_move() -> None:
+    hub = MetricsHub(ScriptedSource())
+    sink = ListSink()
+    hub.attach(sink)
+    with pytest.raises(ValueError, match="expected a new sink"):
+        hub.attach(sink)
+    hub.move(sink, View(("load",)))
+    hub.publish(sample(1), now=1)
+    assert list(sink.messages()[0]) == ["load", "timestamp"]
+    hub.detach(sink)
+    hub.detach(sink)  # detaching twice is harmless
+    assert hub.clients == 0
+
+
+async def test_source_is_asked_only_for_subscribed_groups() -> None:
+    source = ScriptedSource()
+    hub = MetricsHub(source, always=("cpu",))
+    hub.attach(ListSink(), View(("load",)))
+    await hub.start()
+    try:
+        await asyncio.wait_for(hub.wait_for_tick(after=1), timeout=5)
+    finally:
+        await hub.stop()
+    assert source.asked[-1] == frozenset({"cpu", "load"})
+
+
+async def test_hub_lifecycle_misuse() -> None:
+    hub = MetricsHub(ScriptedSource())
+    await hub.start()
+    with pytest.raises(RuntimeError, match="expected a created hub, got one running"):
+        await hub.start()
+    await hub.stop()
+    await hub.stop()
+
+
+class BrokenSource(ScriptedSource):
+    calls = 0
+
+    async def next_sample(self, groups: frozenset[str]) -> Sample:
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("source exploded")
+        return await super().next_sample(groups)
+
+
+async def test_source_exception_becomes_an_error_tick_and_the_hub_goes_on() -> None:
+    hub = MetricsHub(BrokenSource())
+    sink = ListSink()
+    hub.attach(sink)
+    await hub.start()
+    try:
+        await asyncio.wait_for(hub.wait_for_tick(after=3), timeout=5)
+    finally:
+        await hub.stop()
+    errors = [m for m in sink.messages() if "error" in m]
+    assert errors and "RuntimeError: source exploded" in str(errors[0]["error"])
+    assert hub.stats.source_errors == 1
