@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ._history import History
 from ._messages import encode_sample, text_frame
 from ._registry import DEFAULT_FIELDS
 from ._sample import Sample
@@ -78,12 +79,16 @@ class MetricsHub:
         *,
         always: Iterable[str] = DEFAULT_FIELDS,
         recorders: Iterable[Recorder] = (),
+        history: History | None = None,
     ) -> None:
         self.source = source
+        self.history = history
         self.state = HubState.CREATED
         self.stats = FanoutStats()
         self.latest: Sample | None = None
         self.recorders: list[Recorder] = list(recorders)
+        if history is not None:
+            self.recorders.insert(0, history)
         self._always = frozenset(always)
         self._audiences: dict[View, _Audience] = {}
         self._views_of: dict[Sink, View] = {}

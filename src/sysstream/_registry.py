@@ -10,13 +10,14 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_FIELDS", "GROUPS", "FieldGroup", "Kind", "Metric", "group"]
+__all__ = ["ALWAYS_FIELDS", "DEFAULT_FIELDS", "GROUPS", "FieldGroup", "Kind", "Metric", "group"]
 
 
 class Kind(enum.StrEnum):
     GAUGE = "gauge"  # a level that goes up and down (percent used)
     COUNTER = "counter"  # a running total since boot (bytes received)
     RATE = "rate"  # a counter's change per second over the last interval
+    INFO = "info"  # a text attribute (a mount's device), not a number
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,54 @@ class FieldGroup:
     metrics: tuple[Metric, ...] = field(default_factory=tuple)
     # Sampled every N ticks: walking every process each second would cost more than it tells.
     every: int = 1
+    # Kept in history (the in-memory ring and the store); top-process lists are not.
+    history: bool = True
+    # Sampled on every tick even with no subscriber (see ALWAYS_FIELDS).
+    always: bool = True
+
+
+def _rates(prefix: str, label: str | None, what: str) -> tuple[Metric, ...]:
+    """Rate and counter metrics shared by the total and per-item parts of net and disk_io."""
+    labels = (label,) if label else ()
+    per = f" per {label}" if label else ""
+    items = {
+        "net": (
+            ("rx_bytes", "bytes", "received", "sysstream_network_receive_bytes_total"),
+            ("tx_bytes", "bytes", "transmitted", "sysstream_network_transmit_bytes_total"),
+            ("rx_packets", "packets", "received", "sysstream_network_receive_packets_total"),
+            ("tx_packets", "packets", "transmitted", "sysstream_network_transmit_packets_total"),
+            ("rx_errors", "errors", "on receive", "sysstream_network_receive_errs_total"),
+            ("tx_errors", "errors", "on transmit", "sysstream_network_transmit_errs_total"),
+        ),
+        "disk_io": (
+            ("read_bytes", "bytes", "read", "sysstream_disk_read_bytes_total"),
+            ("write_bytes", "bytes", "written", "sysstream_disk_written_bytes_total"),
+            ("read_ops", "operations", "read", "sysstream_disk_reads_completed_total"),
+            ("write_ops", "operations", "written", "sysstream_disk_writes_completed_total"),
+        ),
+    }[what]
+    metrics: list[Metric] = []
+    for key, unit, verb, prometheus in items:
+        metrics.append(
+            Metric(
+                f"{prefix}.{key}_per_s",
+                f"{unit}/s",
+                f"{unit.capitalize()} {verb} per second{per} over the last interval.",
+                Kind.RATE,
+                labels=labels,
+            )
+        )
+        metrics.append(
+            Metric(
+                f"{prefix}.{key}",
+                unit,
+                f"{unit.capitalize()} {verb}{per} since boot.",
+                Kind.COUNTER,
+                prometheus=prometheus if label else None,
+                labels=labels,
+            )
+        )
+    return tuple(metrics)
 
 
 GROUPS: dict[str, FieldGroup] = {
@@ -57,7 +106,7 @@ GROUPS: dict[str, FieldGroup] = {
                     "cpu",
                     "percent",
                     "CPU time spent busy (not idle or iowait) over the last interval.",
-                    prometheus="sysstream_cpu_usage_percent",
+                    prometheus="sysstream_cpu_usage_ratio",
                 ),
             ),
         ),
@@ -70,7 +119,7 @@ GROUPS: dict[str, FieldGroup] = {
                     "memory",
                     "percent",
                     "Memory in use (total minus available) as percent of total.",
-                    prometheus="sysstream_memory_usage_percent",
+                    prometheus="sysstream_memory_usage_ratio",
                 ),
             ),
         ),
@@ -83,12 +132,216 @@ GROUPS: dict[str, FieldGroup] = {
                     "disk",
                     "percent",
                     "Space used on the configured filesystem as percent of its size.",
-                    prometheus="sysstream_disk_usage_percent",
+                    prometheus="sysstream_disk_usage_ratio",
+                ),
+            ),
+        ),
+        FieldGroup(
+            "cpu_per_core",
+            "CPU per core",
+            "Busy percent of each logical CPU over the last interval.",
+            (
+                Metric(
+                    "cpu_per_core.*",
+                    "percent",
+                    "Busy percent of one logical CPU over the last interval.",
+                    prometheus="sysstream_cpu_core_usage_ratio",
+                    labels=("core",),
+                ),
+            ),
+        ),
+        FieldGroup(
+            "cpu_times",
+            "CPU time by mode",
+            "Share of CPU time spent in each mode (user, system, iowait, steal…).",
+            (
+                Metric(
+                    "cpu_times.*",
+                    "percent",
+                    "Percent of all CPU time spent in this mode over the last interval.",
+                    prometheus="sysstream_cpu_mode_ratio",
+                    labels=("mode",),
+                ),
+            ),
+        ),
+        FieldGroup(
+            "load",
+            "Load average",
+            "Run-queue load averages, total and divided by the number of logical CPUs.",
+            tuple(
+                Metric(
+                    f"load.load{minutes}{suffix}",
+                    "tasks",
+                    f"{minutes}-minute load average{description}.",
+                    prometheus=None if suffix else f"sysstream_load{minutes}",
+                )
+                for minutes in (1, 5, 15)
+                for suffix, description in (("", ""), ("_per_core", " per logical CPU"))
+            ),
+        ),
+        FieldGroup(
+            "swap",
+            "Swap",
+            "Swap space in use, and pages swapped in and out.",
+            (
+                Metric(
+                    "swap.total_bytes",
+                    "bytes",
+                    "Swap space in total.",
+                    prometheus="sysstream_swap_size_bytes",
+                ),
+                Metric(
+                    "swap.used_bytes",
+                    "bytes",
+                    "Swap space in use.",
+                    prometheus="sysstream_swap_used_bytes",
+                ),
+                Metric("swap.percent", "percent", "Swap space in use as percent of total."),
+                Metric(
+                    "swap.sin_bytes_per_s",
+                    "bytes/s",
+                    "Bytes swapped in from disk per second.",
+                    Kind.RATE,
+                ),
+                Metric(
+                    "swap.sout_bytes_per_s",
+                    "bytes/s",
+                    "Bytes swapped out to disk per second.",
+                    Kind.RATE,
+                ),
+            ),
+        ),
+        FieldGroup(
+            "net",
+            "Network",
+            "Traffic rates and counters, in total (loopback excluded) and per interface.",
+            _rates("net", None, "net") + _rates("net.interfaces.*", "interface", "net"),
+        ),
+        FieldGroup(
+            "disk_io",
+            "Disk I/O",
+            "Read and write rates and counters, in total (whole disks) and per device.",
+            _rates("disk_io", None, "disk_io") + _rates("disk_io.devices.*", "device", "disk_io"),
+        ),
+        FieldGroup(
+            "mounts",
+            "Filesystems",
+            "Size and usage of each mounted real filesystem.",
+            (
+                Metric("mounts.*.device", "text", "Device the filesystem is on.", Kind.INFO),
+                Metric("mounts.*.fstype", "text", "Filesystem type.", Kind.INFO),
+                Metric(
+                    "mounts.*.total_bytes",
+                    "bytes",
+                    "Size of the filesystem.",
+                    prometheus="sysstream_filesystem_size_bytes",
+                    labels=("mountpoint",),
+                ),
+                Metric(
+                    "mounts.*.used_bytes",
+                    "bytes",
+                    "Space in use.",
+                    prometheus="sysstream_filesystem_used_bytes",
+                    labels=("mountpoint",),
+                ),
+                Metric(
+                    "mounts.*.free_bytes",
+                    "bytes",
+                    "Space available to unprivileged users.",
+                    prometheus="sysstream_filesystem_avail_bytes",
+                    labels=("mountpoint",),
+                ),
+                Metric(
+                    "mounts.*.percent",
+                    "percent",
+                    "Space in use as percent of what users can fill (as df shows).",
+                    labels=("mountpoint",),
+                ),
+            ),
+        ),
+        FieldGroup(
+            "temps",
+            "Temperatures",
+            "Hardware sensor temperatures per chip; empty where the machine has none.",
+            (
+                Metric(
+                    "temps.*.*.celsius",
+                    "celsius",
+                    "Current temperature of one sensor.",
+                    prometheus="sysstream_hwmon_temp_celsius",
+                    labels=("chip", "sensor"),
+                ),
+                Metric("temps.*.*.high", "celsius", "Sensor's high threshold, if any."),
+                Metric("temps.*.*.critical", "celsius", "Sensor's critical threshold, if any."),
+            ),
+            always=False,
+        ),
+        FieldGroup(
+            "fans",
+            "Fans",
+            "Fan speeds per chip; empty where the machine has none.",
+            (
+                Metric(
+                    "fans.*.*.rpm",
+                    "rpm",
+                    "Current fan speed.",
+                    prometheus="sysstream_hwmon_fan_rpm",
+                    labels=("chip", "sensor"),
+                ),
+            ),
+            always=False,
+        ),
+        FieldGroup(
+            "processes",
+            "Processes",
+            "Process count, and the top processes by CPU and by memory.",
+            (
+                Metric(
+                    "processes.count",
+                    "processes",
+                    "Processes on the system.",
+                    prometheus="sysstream_processes",
+                ),
+                Metric(
+                    "processes.running",
+                    "processes",
+                    "Processes running or runnable.",
+                    prometheus="sysstream_processes_running",
+                ),
+                Metric(
+                    "processes.top_cpu.*.cpu_percent",
+                    "percent",
+                    "CPU used by one of the top processes by CPU (100 = one core).",
+                ),
+                Metric(
+                    "processes.top_memory.*.rss_bytes",
+                    "bytes",
+                    "Resident memory of one of the top processes by memory.",
+                ),
+            ),
+            every=5,
+            history=False,
+            always=False,
+        ),
+        FieldGroup(
+            "uptime",
+            "Uptime",
+            "Time since the system booted.",
+            (
+                Metric(
+                    "uptime",
+                    "seconds",
+                    "Seconds since boot.",
+                    prometheus="sysstream_uptime_seconds",
                 ),
             ),
         ),
     )
 }
+
+# Sampled on every tick whether or not a client asked: they feed history and /metrics, and
+# cost well under a millisecond together. Sensors and the process walk only when asked.
+ALWAYS_FIELDS: tuple[str, ...] = tuple(name for name, g in GROUPS.items() if g.always)
 
 # The seed contract's message: exactly these keys plus the timestamp.
 DEFAULT_FIELDS: tuple[str, ...] = ("cpu", "memory", "disk")

@@ -1,26 +1,32 @@
 """The stream as a FastAPI router: ``app.include_router(sysstream.router(), prefix=…)``.
 
 The router owns a hub; its lifespan starts the sampler with the host app and stops it on
-shutdown. Routes are relative to the prefix: ``WS /metrics`` streams, ``GET /metrics``
-returns the latest sample.
+shutdown. Routes are relative to the prefix: ``WS /metrics`` streams; ``GET /metrics``,
+``/metrics/schema`` and ``/metrics/history`` serve the latest sample, the registry and the
+recent past.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, WebSocket
+from fastapi import APIRouter, Query, WebSocket
 from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from ._collectors import build_collectors
-from ._hub import DEFAULT_VIEW, MetricsHub
-from ._messages import encode_error, encode_sample
+from ._control import ControlError, parse_control, parse_fields, parse_history, parse_query
+from ._history import History
+from ._hub import MetricsHub
+from ._messages import encode_error, encode_json, encode_sample, format_timestamp
 from ._protocol import TRANSPORT_EXTENSION
+from ._registry import ALWAYS_FIELDS, DEFAULT_FIELDS
+from ._schema import schema
 from ._settings import Settings
 from ._sinks import AsgiSink, Sink
 from ._source import LocalSource, Source
@@ -28,6 +34,7 @@ from ._source import LocalSource, Source
 __all__ = ["MetricsRouter", "router", "serve_stream"]
 
 JSON = "application/json"
+POLICY_VIOLATION = 1008
 
 
 class MetricsRouter(APIRouter):
@@ -44,7 +51,8 @@ def router(settings: Settings | None = None, *, source: Source | None = None) ->
         source = LocalSource(
             build_collectors(disk_path=settings.disk_path), interval=settings.interval
         )
-    hub = MetricsHub(source)
+    history = History(settings.history_seconds, source.interval)
+    hub = MetricsHub(source, always=ALWAYS_FIELDS, history=history)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
@@ -62,28 +70,72 @@ def router(settings: Settings | None = None, *, source: Source | None = None) ->
     async def stream(websocket: WebSocket) -> None:
         await serve_stream(websocket, hub, stall_timeout=settings.stall_timeout)
 
-    @metrics.get("/metrics", summary="Latest sample, in the stream's message format")
+    @metrics.get("/metrics", summary="Latest sample, in the stream's default message format")
     async def latest() -> Response:
-        try:
-            first_tick = asyncio.wait_for(hub.wait_for_tick(), 5 * hub.source.interval)
-            sample = hub.latest or await first_tick
-        except TimeoutError:
-            return Response(encode_error("no sample yet"), status_code=503, media_type=JSON)
-        return Response(encode_sample(sample, DEFAULT_VIEW.fields), media_type=JSON)
+        return await latest_response(hub)
+
+    @metrics.get("/metrics/schema", summary="Every field the stream can carry, from the registry")
+    async def metrics_schema() -> Response:
+        body = schema(hub.source.interval, settings.history_seconds)
+        return Response(encode_json(body), media_type=JSON)
+
+    @metrics.get("/metrics/history", summary="Recent samples, one column per field")
+    async def recent(
+        seconds: str = Query("300", description="How far back, in seconds."),
+        fields: str = Query(",".join(DEFAULT_FIELDS), description="Comma-separated groups."),
+    ) -> Response:
+        return history_response(hub, seconds, fields, settings.history_seconds)
 
     return metrics
 
 
+async def latest_response(hub: MetricsHub) -> Response:
+    try:
+        first_tick = asyncio.wait_for(hub.wait_for_tick(), 5 * hub.source.interval)
+        sample = hub.latest or await first_tick
+    except TimeoutError:
+        return Response(encode_error("no sample yet"), status_code=503, media_type=JSON)
+    return Response(encode_sample(sample, DEFAULT_FIELDS), media_type=JSON)
+
+
+def history_response(hub: MetricsHub, seconds: str, fields: str, limit: float) -> Response:
+    if hub.history is None:
+        return Response(encode_error("no history kept"), status_code=404, media_type=JSON)
+    try:
+        span = parse_history(seconds, limit)
+        names = parse_fields(fields)
+    except ControlError as exc:
+        return Response(encode_error(str(exc)), status_code=400, media_type=JSON)
+    return Response(hub.history.query(names, since=time.time() - span), media_type=JSON)
+
+
 async def serve_stream(websocket: WebSocket, hub: MetricsHub, *, stall_timeout: float) -> None:
-    """Accept ``websocket`` and stream ``hub``'s ticks to it until it goes away."""
+    """Accept ``websocket`` and stream ``hub``'s ticks to it until it goes away.
+
+    Query parameters choose the view (docs/protocol.md); invalid ones get an error message
+    and close code 1008. Control messages change the view while connected.
+    """
     await websocket.accept()
-    view = DEFAULT_VIEW
+    tick = hub.source.interval
+    history_limit = hub.history.capacity * tick if hub.history is not None else 0.0
+    try:
+        view, history_seconds = parse_query(websocket.query_params, tick, history_limit)
+    except ControlError as exc:
+        await websocket.send_text(encode_error(str(exc)).decode())
+        await websocket.close(POLICY_VIOLATION, "invalid subscription")
+        return
+    if history_seconds and hub.history is not None:
+        body = hub.history.query(view.fields, since=time.time() - history_seconds)
+        # Sent before the sink is attached, with no await between query and attach on a
+        # writable connection, so the history ends where the live ticks begin.
+        await websocket.send_text((b'{"type":"history",' + body[1:]).decode())
+
     extension = websocket.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
     if extension is not None:
         sink: Sink = extension["attach"](stall_timeout)
         hub.attach(sink, view)
         try:
-            await _serve_controls(websocket)
+            await _serve_controls(websocket, hub, sink)
         finally:
             hub.detach(sink)
         return
@@ -93,7 +145,7 @@ async def serve_stream(websocket: WebSocket, hub: MetricsHub, *, stall_timeout: 
         hub.attach(asgi_sink, view)
         try:
             tasks.start_soon(_send_until_gone, asgi_sink, tasks.cancel_scope)
-            await _serve_controls(websocket)
+            await _serve_controls(websocket, hub, asgi_sink)
             tasks.cancel_scope.cancel()
         finally:
             hub.detach(asgi_sink)
@@ -106,11 +158,22 @@ async def _send_until_gone(sink: AsgiSink, scope: anyio.CancelScope) -> None:
         scope.cancel()  # the client went away mid-send; the receive side ends too
 
 
-async def _serve_controls(websocket: WebSocket) -> None:
-    """Read client messages until disconnect. The core stream takes no control messages;
-    each one gets an error reply and the connection stays open."""
+async def _serve_controls(websocket: WebSocket, hub: MetricsHub, sink: Sink) -> None:
+    """Read control messages until disconnect. Each valid one changes the sink's view from
+    the next tick and is acknowledged; each invalid one gets an error and changes nothing."""
+    tick = hub.source.interval
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        await websocket.send_text(encode_error("this stream takes no control messages").decode())
+        text = message.get("text")
+        try:
+            if text is None:
+                raise ControlError("expected a JSON text message, got a binary frame")
+            request = parse_control(text, tick)
+        except ControlError as exc:
+            await websocket.send_text(encode_error(str(exc)).decode())
+            continue
+        hub.move(sink, request.view)
+        reply = request.acknowledgement(tick) | {"timestamp": format_timestamp(time.time())}
+        await websocket.send_text(encode_json(reply).decode())

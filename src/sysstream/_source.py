@@ -9,13 +9,15 @@ import concurrent.futures
 import functools
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ._collectors import Collector
+from ._registry import GROUPS
 from ._sample import Sample
 from ._schedule import TickSchedule
 
-__all__ = ["LocalSource", "Source"]
+__all__ = ["LocalSource", "Source", "describe_exception"]
 
 
 class Source(Protocol):
@@ -30,13 +32,24 @@ class Source(Protocol):
         """Release threads and connections."""
 
 
+@dataclass(slots=True)
+class _Job:
+    """One tick's reads, run in order in one worker thread. ``current`` names the group
+    being read, so a job cut off at the deadline says which reader hung."""
+
+    names: list[str]
+    results: dict[str, tuple[bool, Any]] = field(default_factory=dict)
+    current: str | None = None
+
+
 class LocalSource:
     """Samples this host with psutil on a fixed cadence, off the event loop.
 
-    Each group is read in a worker thread. A group still running when the tick's deadline
-    passes (a hung NFS mount under ``disk``) is reported as timed out, and skipped on later
-    ticks until its read returns, so one stuck source never blocks the others or piles up
-    threads.
+    A tick's reads run in one worker thread (one hand-off per tick, not per group). A read
+    still running at the deadline (a hung NFS mount under ``mounts``) is reported as timed
+    out, and that group is skipped on later ticks until the read returns, so one stuck
+    reader never blocks the tick, the other groups, or piles up threads. Groups with a
+    slower cadence (``processes``) are read on their ticks and repeated in between.
     """
 
     def __init__(
@@ -50,9 +63,10 @@ class LocalSource:
         self.collect_timeout = collect_timeout if collect_timeout else min(interval / 2, 5.0)
         self._collectors = dict(collectors)
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=len(self._collectors) + 2, thread_name_prefix="sysstream-sampler"
+            max_workers=4, thread_name_prefix="sysstream-sampler"
         )
-        self._running: dict[str, asyncio.Future[Any]] = {}
+        self._hung: dict[str, asyncio.Future[None]] = {}
+        self._slow_values: dict[str, tuple[int, Any]] = {}
         self._schedule: TickSchedule | None = None
 
     @property
@@ -68,33 +82,52 @@ class LocalSource:
         return await self._collect(self._schedule.tick, groups & self.groups, deadline)
 
     async def _collect(self, tick: int, groups: frozenset[str], now: float) -> Sample:
-        loop = asyncio.get_running_loop()
         timestamp = time.time()
         errors: dict[str, str] = {}
-        started: dict[str, asyncio.Future[Any]] = {}
-        for name in sorted(groups):
-            if name in self._running:
-                errors[name] = f"timed out after {self.collect_timeout:g} s (still running)"
-                continue
-            future = loop.run_in_executor(self._pool, self._collectors[name].collect, now)
-            future.add_done_callback(functools.partial(self._finished, name))
-            self._running[name] = started[name] = future
-        if started:
-            await asyncio.wait(started.values(), timeout=self.collect_timeout)
         values: dict[str, Any] = {}
-        for name, future in started.items():
-            if not future.done():
-                errors[name] = f"timed out after {self.collect_timeout:g} s"
-            elif (exc := future.exception()) is not None:
-                errors[name] = describe_exception(exc)
+        due: list[str] = []
+        for name in sorted(groups):
+            if name in self._hung:
+                errors[name] = f"timed out after {self.collect_timeout:g} s (still running)"
+            elif (cached := self._slow_values.get(name)) and tick - cached[0] < GROUPS[name].every:
+                values[name] = cached[1]
             else:
-                values[name] = future.result()
+                due.append(name)
+        if due:
+            job = _Job(due)
+            future = asyncio.get_running_loop().run_in_executor(self._pool, self._run, job, now)
+            try:
+                await asyncio.wait_for(asyncio.shield(future), self.collect_timeout)
+            except TimeoutError:
+                hung = job.current
+                if hung is not None:
+                    self._hung[hung] = future
+                    future.add_done_callback(functools.partial(self._unhang, hung))
+            for name in due:
+                ok, result = job.results.get(name, (False, None))
+                if ok:
+                    values[name] = result
+                    if GROUPS[name].every > 1:
+                        self._slow_values[name] = (tick, result)
+                elif result is not None:
+                    errors[name] = result
+                elif name == job.current:
+                    errors[name] = f"timed out after {self.collect_timeout:g} s"
+                else:
+                    errors[name] = f"not read: waiting behind {job.current}, which timed out"
         return Sample(tick=tick, timestamp=timestamp, values=values, errors=errors)
 
-    def _finished(self, name: str, future: asyncio.Future[Any]) -> None:
-        del self._running[name]
-        if not future.cancelled():
-            future.exception()  # a late failure was already reported as a timeout
+    def _unhang(self, name: str, _future: asyncio.Future[None]) -> None:
+        del self._hung[name]
+
+    def _run(self, job: _Job, now: float) -> None:
+        for name in job.names:
+            job.current = name
+            try:
+                job.results[name] = (True, self._collectors[name].collect(now))
+            except Exception as exc:  # reported in the sample; the other groups go on
+                job.results[name] = (False, describe_exception(exc))
+        job.current = None
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

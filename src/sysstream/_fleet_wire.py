@@ -1,0 +1,212 @@
+"""Fleet mode's wire format on Redis, with no I/O: key names, host ids, Redis URLs, and
+the tick message agents publish and hubs decode.
+
+Per host ``web1`` an agent writes, every tick, in one pipeline:
+
+* ``PUBLISH sysstream:web1:ticks <tick>`` — the live stream, read by every hub;
+* ``XADD sysstream:web1:backlog MAXLEN ~ N * tick <tick>`` — a short backlog a hub that
+  starts (or reconnects) late reads into its history;
+* ``ZADD sysstream:hosts <epoch> web1`` — the known hosts, scored by last tick time.
+
+A tick is one JSON object (version 1)::
+
+    {"v": 1, "host": "web1", "interval": 1.0, "tick": 42, "timestamp": 1762777845.12,
+     "values": {"cpu": 25.5, …}, "errors": {"disk": "OSError: …"}}
+
+:func:`decode_tick` checks every field and raises :class:`WireError` naming the first
+problem, so a hub can log a malformed message and skip it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+from ._registry import GROUPS
+from ._sample import Sample
+
+__all__ = [
+    "HOSTS_KEY",
+    "MAX_TICK_BYTES",
+    "TICKS_PATTERN",
+    "WIRE_VERSION",
+    "Tick",
+    "WireError",
+    "backlog_key",
+    "check_host_id",
+    "check_redis_url",
+    "decode_tick",
+    "encode_tick",
+    "host_of_channel",
+    "redact_url",
+    "ticks_channel",
+]
+
+WIRE_VERSION = 1
+PREFIX = "sysstream:"
+HOSTS_KEY = "sysstream:hosts"
+TICKS_PATTERN = "sysstream:*:ticks"
+# A full-catalogue tick is 1–3 KB; anything far larger is not one of ours.
+MAX_TICK_BYTES = 256 * 1024
+
+# Host ids become part of Redis keys and URL paths: no ':', '/', '*', spaces or '?'.
+_HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+_HOST_ID_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
+
+
+class WireError(ValueError):
+    """A message on a fleet channel is not a valid tick; ``str()`` says why, in one line."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One decoded tick: which host, its sampling interval and the sample itself."""
+
+    host: str
+    interval: float
+    sample: Sample
+
+
+def check_host_id(host: str) -> str:
+    """Return ``host`` if it is a valid host id; raise ``ValueError`` otherwise."""
+    if not isinstance(host, str) or not _HOST_ID.fullmatch(host):
+        raise ValueError(f"expected a host id of {_HOST_ID_RULE}, got {host!r}")
+    return host
+
+
+def check_redis_url(url: str) -> str:
+    """Return ``url`` if redis-py can connect with it; raise ``ValueError`` otherwise.
+
+    Checked without connecting, so a typo is reported at start in one line rather than as
+    an endless reconnect loop.
+    """
+    shown = redact_url(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a non-numeric or out-of-range port
+    except ValueError as exc:
+        raise ValueError(f"expected a redis:// or rediss:// URL, got {shown!r} ({exc})") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ValueError(f"expected a redis://, rediss:// or unix:// URL, got {shown!r}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ValueError(f"expected a socket path in the unix:// URL, got {shown!r}")
+        return url
+    if not parts.hostname:
+        raise ValueError(f"expected a host in the Redis URL, got {shown!r}")
+    if port == 0:
+        raise ValueError(f"expected a port between 1 and 65535, got {shown!r}")
+    database = parts.path.lstrip("/")
+    if database and not database.isdigit():
+        raise ValueError(f"expected a database number as the URL path, got {shown!r}")
+    return url
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``, for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    netloc = f"{user}:***@" + parts.netloc.rpartition("@")[2]
+    return parts._replace(netloc=netloc).geturl()
+
+
+def ticks_channel(host: str) -> str:
+    return f"{PREFIX}{host}:ticks"
+
+
+def backlog_key(host: str) -> str:
+    return f"{PREFIX}{host}:backlog"
+
+
+def host_of_channel(channel: str | bytes) -> str:
+    """The host id in a ``sysstream:{host}:ticks`` channel name."""
+    name = channel.decode(errors="replace") if isinstance(channel, bytes) else channel
+    if not (name.startswith(PREFIX) and name.endswith(":ticks")):
+        raise WireError(f"expected a channel sysstream:{{host}}:ticks, got {name!r}")
+    host = name[len(PREFIX) : -len(":ticks")]
+    try:
+        return check_host_id(host)
+    except ValueError as exc:
+        raise WireError(f"bad channel {name!r}: {exc}") from None
+
+
+def encode_tick(host: str, interval: float, sample: Sample) -> bytes:
+    return orjson.dumps(
+        {
+            "v": WIRE_VERSION,
+            "host": host,
+            "interval": interval,
+            "tick": sample.tick,
+            "timestamp": sample.timestamp,
+            "values": sample.values,
+            "errors": sample.errors,
+        }
+    )
+
+
+def decode_tick(data: bytes | str, *, host: str | None = None) -> Tick:
+    """Parse and check one tick; ``host``, when given, is the host its channel names.
+
+    Groups this hub does not know (an agent of a newer version) are dropped, not refused.
+    """
+    if len(data) > MAX_TICK_BYTES:
+        raise WireError(f"expected a tick of at most {MAX_TICK_BYTES} bytes, got {len(data)}")
+    try:
+        message = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise WireError(f"expected a JSON object, got invalid JSON ({exc})") from None
+    if not isinstance(message, dict):
+        raise WireError(f"expected a JSON object, got {type(message).__name__}")
+    version = message.get("v")
+    if version != WIRE_VERSION:
+        raise WireError(f"expected wire version {WIRE_VERSION}, got {version!r}")
+    sender = message.get("host")
+    try:
+        check_host_id(sender)
+    except ValueError as exc:
+        raise WireError(f"bad 'host': {exc}") from None
+    if host is not None and sender != host:
+        raise WireError(f"expected host {host!r} on its own channel, got {sender!r}")
+    interval = _number(message, "interval")
+    if interval <= 0:
+        raise WireError(f"expected a positive 'interval', got {interval!r}")
+    tick = message.get("tick")
+    if not isinstance(tick, int) or isinstance(tick, bool) or tick < 0:
+        raise WireError(f"expected 'tick' to be a non-negative integer, got {tick!r}")
+    timestamp = _number(message, "timestamp")
+    values = _mapping(message, "values")
+    errors = _mapping(message, "errors")
+    for name, reason in errors.items():
+        if not isinstance(reason, str):
+            raise WireError(f"expected 'errors.{name}' to be a string, got {reason!r}")
+    sample = Sample(
+        tick=tick,
+        timestamp=timestamp,
+        values={name: value for name, value in values.items() if name in GROUPS},
+        errors={name: reason for name, reason in errors.items() if name in GROUPS},
+    )
+    return Tick(host=sender, interval=interval, sample=sample)
+
+
+def _number(message: dict[str, Any], key: str) -> float:
+    value = message.get(key)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+        raise WireError(f"expected {key!r} to be a finite number, got {value!r}")
+    return float(value)
+
+
+def _mapping(message: dict[str, Any], key: str) -> dict[str, Any]:
+    value = message.get(key)
+    if not isinstance(value, dict):
+        raise WireError(f"expected {key!r} to be an object, got {value!r}")
+    return value

@@ -1,0 +1,79 @@
+"""The in-memory history ring: the last ``--history-seconds`` of ticks, per field group.
+
+Each group's value is kept as its encoded JSON fragment, so a query is a concatenation of
+bytes, with no decode and no re-encode, and memory per tick is the size of the wire
+values (about 60 bytes for the default view, 1–3 KB with the full catalogue on a machine
+with a few interfaces and mounts; docs/protocol.md has the arithmetic).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+import orjson
+
+from ._registry import GROUPS
+from ._sample import Sample
+
+__all__ = ["History"]
+
+_NULL = b"null"
+
+
+class History:
+    """A bounded ring of recent samples; a hub :class:`~sysstream._hub.Recorder`."""
+
+    def __init__(self, seconds: float, interval: float) -> None:
+        if seconds < 0 or interval <= 0:
+            raise ValueError(f"expected seconds >= 0 and interval > 0, got {seconds}, {interval}")
+        self.interval = interval
+        self.capacity = int(seconds / interval)
+        self._times: deque[float] = deque(maxlen=self.capacity)
+        self._values: deque[dict[str, bytes]] = deque(maxlen=self.capacity)
+        self._kept = frozenset(name for name, group in GROUPS.items() if group.history)
+
+    def __len__(self) -> int:
+        return len(self._times)
+
+    def record(self, sample: Sample) -> None:
+        if not self.capacity:
+            return
+        self._times.append(sample.timestamp)
+        self._values.append(
+            {
+                name: orjson.dumps(value)
+                for name, value in sample.values.items()
+                if name in self._kept
+            }
+        )
+
+    @property
+    def oldest(self) -> float | None:
+        return self._times[0] if self._times else None
+
+    def query(self, fields: Sequence[str], since: float, until: float | None = None) -> bytes:
+        """Ticks with ``since <= timestamp <= until`` as the columnar JSON body of
+        ``GET /metrics/history`` (docs/protocol.md)."""
+        times = list(self._times)
+        start = bisect.bisect_left(times, since)
+        stop = len(times) if until is None else bisect.bisect_right(times, until)
+        values = list(self._values)[start:stop]
+        header = {"interval": self.interval, "step": self.interval, "fields": list(fields)}
+        columns = b",".join(
+            orjson.dumps(name) + b":[" + b",".join(_column(values, name)) + b"]" for name in fields
+        )
+        stamps = orjson.dumps([round(t, 3) for t in times[start:stop]])
+        return (
+            orjson.dumps(header)[:-1]
+            + b',"timestamps":'
+            + stamps
+            + b',"values":{'
+            + columns
+            + b"}}"
+        )
+
+
+def _column(values: Iterable[dict[str, bytes]], name: str) -> Iterable[bytes]:
+    return (entry.get(name, _NULL) for entry in values)

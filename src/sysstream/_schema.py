@@ -1,0 +1,38 @@
+"""The registry as JSON: ``GET /api/system/metrics/schema`` (what the dashboard labels from)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._registry import DEFAULT_FIELDS, GROUPS
+
+__all__ = ["schema"]
+
+
+def schema(interval: float, history_seconds: float) -> dict[str, Any]:
+    return {
+        "interval": interval,
+        "history_seconds": history_seconds,
+        "default_fields": list(DEFAULT_FIELDS),
+        "groups": {
+            group.name: {
+                "title": group.title,
+                "description": group.description,
+                "every": group.every,
+                "history": group.history,
+                "always_sampled": group.always,
+                "metrics": [
+                    {
+                        "path": metric.path,
+                        "unit": metric.unit,
+                        "description": metric.description,
+                        "kind": metric.kind.value,
+                        "prometheus": metric.prometheus,
+                        "labels": list(metric.labels),
+                    }
+                    for metric in group.metrics
+                ],
+            }
+            for group in GROUPS.values()
+        },
+    }
