@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -55,6 +56,7 @@ async def test_embedded_router_streams_on_a_real_server(
         assert list(first) == ["cpu", "memory", "disk", "timestamp"]
         assert first["timestamp"] < second["timestamp"]
         await websocket.send("hello")
-        while "error" not in (reply := await receive_json(websocket)):
-            pass
+        async with asyncio.timeout(5):
+            while "error" not in (reply := await receive_json(websocket)):
+                pass
         assert reply["error"]

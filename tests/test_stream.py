@@ -141,7 +141,7 @@ async def test_collector_failure_reports_error_and_recovers(server_factory: Any)
     flaky = {name: FlakyCollector() for name in collectors}
     source = LocalSource(flaky, interval=settings.interval)
     server = server_factory(create_app(settings, source=source), interval=0.2)
-    async with ws_client(server.ws_url()) as websocket:
+    async with ws_client(server.ws_url()) as websocket, asyncio.timeout(20):
         assert (await receive_json(websocket))["cpu"] == 42.0
         for collector in flaky.values():
             collector.failing = True

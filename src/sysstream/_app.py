@@ -8,14 +8,19 @@ from fastapi import FastAPI
 from fastapi.responses import Response
 
 from . import __version__
+from ._dashboard import dashboard
+from ._fleet_routes import fleet_router
 from ._messages import encode_json
+from ._prometheus import CONTENT_TYPE, exposition
 from ._router import JSON, router
+from ._security import AccessMiddleware
 from ._settings import Settings
 from ._source import Source
 
 __all__ = ["create_app"]
 
 PREFIX = "/api/system"
+FLEET_PREFIX = "/api/hosts"
 
 
 def create_app(settings: Settings | None = None, *, source: Source | None = None) -> FastAPI:
@@ -24,8 +29,15 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
     metrics = router(settings, source=source)
     app = FastAPI(title="sysstream", version=__version__, docs_url="/api/docs")
     app.include_router(metrics, prefix=PREFIX)
+    # The router checks its own routes; the middleware covers the app's other protected
+    # paths (/metrics, /api/docs, /openapi.json) with the same policy.
+    app.add_middleware(AccessMiddleware, policy=metrics.access)
     app.state.hub = metrics.hub
     app.state.settings = settings
+    if settings.redis_url is not None:
+        hosts = fleet_router(settings, access=metrics.access, connections=metrics.connections)
+        app.include_router(hosts, prefix=FLEET_PREFIX)
+        app.state.fleet = hosts.fleet
     hub = metrics.hub
 
     @app.get("/healthz", summary="Liveness: the sampler's last tick and the fan-out figures")
@@ -55,4 +67,11 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
         status = 200 if alive or age is None else 503
         return Response(encode_json(body), status_code=status, media_type=JSON)
 
+    @app.get("/metrics", summary="Prometheus exposition of the latest sample")
+    async def prometheus_metrics() -> Response:
+        return Response(exposition(hub), media_type=CONTENT_TYPE)
+
+    # The page at / and its files under /static/: exact paths, so nothing above is shadowed.
+    fleet_prefix = FLEET_PREFIX if settings.redis_url is not None else None
+    app.include_router(dashboard(api=PREFIX, hosts=fleet_prefix))
     return app

@@ -40,6 +40,7 @@ class Subscribe:
 
 
 def parse_fields(value: Any) -> tuple[str, ...]:
+    """A list of group names; a string is read as the comma-separated query form."""
     if isinstance(value, str):
         names = [name.strip() for name in value.split(",") if name.strip()]
     elif isinstance(value, list) and all(isinstance(name, str) for name in value):
@@ -60,11 +61,6 @@ def parse_fields(value: Any) -> tuple[str, ...]:
 
 def parse_interval(value: Any, tick: float) -> int:
     """Seconds between messages → every how many ticks. A whole multiple of the tick."""
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            raise ControlError(f"expected interval in seconds, got {_show(value)}") from None
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise ControlError(f"expected interval in seconds, got {_show(value)}")
     if not tick <= value <= MAX_INTERVAL:
@@ -92,7 +88,7 @@ def parse_history(value: Any, limit: float) -> float:
 def parse_query(params: Mapping[str, str], tick: float, history_limit: float) -> tuple[View, float]:
     """The view and history seconds asked for by a connection's query string."""
     fields = parse_fields(params["fields"]) if "fields" in params else DEFAULT_VIEW.fields
-    every = parse_interval(params["interval"], tick) if "interval" in params else 1
+    every = parse_interval(_number(params["interval"]), tick) if "interval" in params else 1
     history = parse_history(params["history"], history_limit) if "history" in params else 0.0
     return View(fields, every), history
 
@@ -113,9 +109,18 @@ def parse_control(text: str, tick: float) -> Subscribe:
         raise ControlError(f"unknown key {unknown[0]!r} in subscribe")
     if "fields" not in message:
         raise ControlError("expected 'fields' in subscribe")
+    if not isinstance(message["fields"], list):
+        raise ControlError(f"expected fields as a list of names, got {_show(message['fields'])}")
     fields = parse_fields(message["fields"])
     every = parse_interval(message["interval"], tick) if "interval" in message else 1
     return Subscribe(View(fields, every))
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text  # parse_interval names it in its error
 
 
 def _seconds(value: float) -> float | int:

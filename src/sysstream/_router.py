@@ -15,7 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Query, WebSocket
+from fastapi import APIRouter, Depends, Query, WebSocket
 from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
@@ -23,10 +23,12 @@ from ._collectors import build_collectors
 from ._control import ControlError, parse_control, parse_fields, parse_history, parse_query
 from ._history import History
 from ._hub import MetricsHub
+from ._limits import ConnectionLimit, ControlRateLimit, resolve_max_clients
 from ._messages import encode_error, encode_json, encode_sample, format_timestamp
 from ._protocol import TRANSPORT_EXTENSION
 from ._registry import ALWAYS_FIELDS, DEFAULT_FIELDS
 from ._schema import schema
+from ._security import AccessPolicy, Refusal, deny_websocket
 from ._settings import Settings
 from ._sinks import AsgiSink, Sink
 from ._source import LocalSource, Source
@@ -35,6 +37,7 @@ __all__ = ["MetricsRouter", "router", "serve_stream"]
 
 JSON = "application/json"
 POLICY_VIOLATION = 1008
+TRY_AGAIN_LATER = 1013
 
 
 class MetricsRouter(APIRouter):
@@ -42,6 +45,8 @@ class MetricsRouter(APIRouter):
 
     hub: MetricsHub
     settings: Settings
+    access: AccessPolicy  # origin and token rules, enforced on every route of the router
+    connections: ConnectionLimit
 
 
 def router(settings: Settings | None = None, *, source: Source | None = None) -> MetricsRouter:
@@ -62,13 +67,27 @@ def router(settings: Settings | None = None, *, source: Source | None = None) ->
         finally:
             await hub.stop()
 
-    metrics = MetricsRouter(lifespan=lifespan)
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    access = AccessPolicy(allow_origins=settings.allow_origin, token=token)
+    connections = ConnectionLimit(resolve_max_clients(settings.max_clients))
+    # A dependency, not a middleware: an app that embeds the router gets no middleware
+    # from us, and router dependencies survive include_router.
+    metrics = MetricsRouter(lifespan=lifespan, dependencies=[Depends(access.dependency)])
     metrics.hub = hub
     metrics.settings = settings
+    metrics.access = access
+    metrics.connections = connections
 
     @metrics.websocket("/metrics")
     async def stream(websocket: WebSocket) -> None:
-        await serve_stream(websocket, hub, stall_timeout=settings.stall_timeout)
+        if not connections.acquire():
+            full = Refusal(503, f"server full: {connections.maximum} clients connected")
+            await deny_websocket(websocket, full, close_code=TRY_AGAIN_LATER)
+            return
+        try:
+            await serve_stream(websocket, hub, stall_timeout=settings.stall_timeout)
+        finally:
+            connections.release()
 
     @metrics.get("/metrics", summary="Latest sample, in the stream's default message format")
     async def latest() -> Response:
@@ -162,9 +181,13 @@ async def _serve_controls(websocket: WebSocket, hub: MetricsHub, sink: Sink) -> 
     """Read control messages until disconnect. Each valid one changes the sink's view from
     the next tick and is acknowledged; each invalid one gets an error and changes nothing."""
     tick = hub.source.interval
+    rate = ControlRateLimit()
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
+            return
+        if not rate.allow(time.monotonic()):
+            await websocket.close(POLICY_VIOLATION, "too many control messages")
             return
         text = message.get("text")
         try:

@@ -1,0 +1,119 @@
+"""Collectors against the machine itself: values compared with /proc, statvfs and traffic
+the test makes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+
+import psutil
+import pytest
+
+from sysstream._collectors import (
+    DiskIoCollector,
+    LoadCollector,
+    MountsCollector,
+    NetCollector,
+    ProcessesCollector,
+    build_collectors,
+)
+from sysstream._registry import GROUPS
+
+
+def test_there_is_a_collector_for_every_registry_group() -> None:
+    assert set(build_collectors(disk_path="/")) == set(GROUPS)
+
+
+def test_net_rates_match_known_loopback_traffic() -> None:
+    collector = NetCollector()
+    payload = b"x" * 65536
+    total = 20 * 1024 * 1024
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def drain() -> None:
+        conn, _ = server.accept()
+        with conn:
+            while conn.recv(1 << 20):
+                pass
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    start = time.monotonic()
+    collector.collect(start)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+        for _ in range(total // len(payload)):
+            client.sendall(payload)
+    reader.join(timeout=10)
+    server.close()
+    end = time.monotonic()
+    value = collector.collect(end)
+    lo = value["interfaces"]["lo"]
+    moved = lo["rx_bytes_per_s"] * (end - start)
+    # Our 20 MiB plus TCP/IP headers and whatever else used loopback meanwhile.
+    assert total <= moved < total * 1.5
+    assert lo["rx_packets_per_s"] > 0
+    external = [c["rx_bytes"] for name, c in value["interfaces"].items() if name != "lo"]
+    assert value["rx_bytes"] == sum(external)  # the total leaves loopback out
+
+
+def test_first_reading_has_no_rate() -> None:
+    value = NetCollector().collect(time.monotonic())
+    assert value["rx_bytes_per_s"] is None
+    assert isinstance(value["rx_bytes"], int)
+
+
+def test_disk_io_rates_see_an_fsynced_write(tmp_path: os.PathLike[str]) -> None:
+    collector = DiskIoCollector()
+    start = time.monotonic()
+    collector.collect(start)
+    size = 16 * 1024 * 1024
+    path = os.path.join(tmp_path, "blob")
+    with open(path, "wb") as handle:
+        handle.write(os.urandom(size))
+        handle.flush()
+        os.fsync(handle.fileno())
+    end = time.monotonic()
+    value = collector.collect(end)
+    written = value["write_bytes_per_s"] * (end - start)
+    if written == 0:
+        pytest.skip("the temporary directory is not on a block device (tmpfs)")
+    assert written >= size * 0.9
+    assert value["write_ops_per_s"] > 0
+
+
+def test_mounts_agree_with_statvfs() -> None:
+    mounts = MountsCollector().collect(0)
+    assert "/" in mounts
+    root = mounts["/"]
+    stat = os.statvfs("/")
+    assert root["total_bytes"] == stat.f_blocks * stat.f_frsize
+    assert abs(root["free_bytes"] - stat.f_bavail * stat.f_frsize) < 64 * 1024 * 1024
+
+
+def test_load_matches_getloadavg() -> None:
+    value = LoadCollector().collect(0)
+    assert value["load1"] == pytest.approx(os.getloadavg()[0], abs=0.5)
+    assert value["load1_per_core"] == pytest.approx(value["load1"] / psutil.cpu_count(), abs=0.01)
+
+
+def test_processes_counts_and_ranks() -> None:
+    value = ProcessesCollector().collect(0)
+    assert abs(value["count"] - len(psutil.pids())) <= 5
+    rss = [row["rss_bytes"] for row in value["top_memory"]]
+    assert rss == sorted(rss, reverse=True)
+    assert len(value["top_cpu"]) <= 10
+
+
+def test_sensors_are_empty_not_an_error_without_hardware() -> None:
+    collectors = build_collectors(disk_path="/")
+    assert isinstance(collectors["temps"].collect(0), dict)
+    assert isinstance(collectors["fans"].collect(0), dict)
+
+
+def test_per_core_has_one_figure_per_logical_cpu() -> None:
+    collector = build_collectors(disk_path="/")["cpu_per_core"]
+    time.sleep(0.05)  # let some CPU time pass so the figures are not None
+    assert len(collector.collect(0)) == psutil.cpu_count()
