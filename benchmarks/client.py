@@ -27,7 +27,7 @@ import time
 import zlib
 from array import array
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import uvloop
 
@@ -46,7 +46,7 @@ __all__ = ["Counters", "StreamClient", "main"]
 
 IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)
 LINGER_RESET = struct.pack("ii", 1, 0)
-TIMESTAMP = b'"timestamp":"'
+TIMESTAMP = b'"timestamp"'
 
 
 class Counters:
@@ -92,12 +92,11 @@ class StreamClient(asyncio.Protocol):
         self._parser = FrameParser()
         self._inflate: Any = None
         self.count = 0
-        self.ready: asyncio.Future[None] | None = asyncio.get_running_loop().create_future()
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         assert self._head is not None
         transport.write(self._head)
         self._head = b""
@@ -113,7 +112,7 @@ class StreamClient(asyncio.Protocol):
                 now = time.time()
                 if compressed:
                     payload = self._inflate.decompress(payload + b"\x00\x00\xff\xff")
-                at = payload.rfind(TIMESTAMP) + len(TIMESTAMP)
+                at = payload.index(b'"', payload.rfind(TIMESTAMP) + len(TIMESTAMP)) + 1
                 stamped = counters.epoch(payload[at : payload.index(b'"', at)])
                 counters.last = max(counters.last, stamped)
                 if counters.measuring and counters.start <= stamped < counters.end:
@@ -148,12 +147,11 @@ class StreamClient(asyncio.Protocol):
         return rest
 
     def _settle(self, error: Exception | None) -> None:
-        if self.ready is not None and not self.ready.done():
+        if not self.ready.done():
             if error is None:
                 self.ready.set_result(None)
             else:
                 self.ready.set_exception(error)
-        self.ready = None
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -188,7 +186,6 @@ async def open_client(
     _, client = await loop.create_connection(
         lambda: StreamClient(request, accept, counters), sock=sock
     )
-    assert client.ready is not None
     await client.ready
     return client
 

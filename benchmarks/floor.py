@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import resource
 import time
+from typing import cast
 from datetime import UTC, datetime
 
 import orjson
@@ -50,8 +51,7 @@ class FloorProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
 
     def data_received(self, data: bytes) -> None:
         assert self.transport is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,10 @@ from sysstream._server import bind_socket, build_server
 from sysstream._settings import Settings
 
 START_TIMEOUT = 10.0
+
+# No test writes history to the user's data directory: servers built here and `sysstream
+# serve` subprocesses inherit this; tests of the store pass no_store=False and a tmp dir.
+os.environ.setdefault("SYSSTREAM_NO_STORE", "1")
 
 
 class _Server(uvicorn.Server):
@@ -92,7 +97,7 @@ def start_server(
     overrides.setdefault("port", 0)
     settings = load_settings(**overrides)
     app = app if app is not None else create_app(settings)
-    sock = bind_socket("127.0.0.1", 0)
+    sock = bind_socket("127.0.0.1", settings.port)  # port=N: a restart on the same port
     config = build_server(settings, app).config
     if ws_protocol is not None:
         config.ws = ws_protocol  # e.g. uvicorn's stock protocol, to test the portable path
@@ -155,3 +160,24 @@ async def receive_json(websocket: Any, timeout: float = 5.0) -> Any:
     import orjson
 
     return orjson.loads(await asyncio.wait_for(websocket.recv(), timeout))
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """One real redis-server for the session (tests/redis_server.py), killed at the end."""
+    from .redis_server import RedisServer
+
+    server = RedisServer()
+    server.start()
+    yield server
+    server.kill()
+
+
+@pytest.fixture
+def redis_url(redis_server: Any) -> str:
+    """The session's Redis, running and empty, for one test."""
+    if redis_server.process.poll() is not None:  # a fault test killed it
+        redis_server.start()
+    with redis_server.client() as client:
+        client.flushall()
+    return str(redis_server.url)

@@ -10,6 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from ._app import create_app
+from ._dashboard import dashboard
 from ._hub import MetricsHub, View
 from ._protocol import WebSocketProtocol
 from ._router import router
@@ -25,6 +26,7 @@ __all__ = [
     "WebSocketProtocol",
     "__version__",
     "create_app",
+    "dashboard",
     "load_settings",
     "router",
 ]

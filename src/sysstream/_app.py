@@ -16,6 +16,7 @@ from ._router import JSON, router
 from ._security import AccessMiddleware
 from ._settings import Settings
 from ._source import Source
+from ._store import store_from_settings
 
 __all__ = ["create_app"]
 
@@ -26,7 +27,9 @@ FLEET_PREFIX = "/api/hosts"
 def create_app(settings: Settings | None = None, *, source: Source | None = None) -> FastAPI:
     """The sysstream server as a FastAPI app; ``sysstream serve`` runs this on uvicorn."""
     settings = settings if settings is not None else Settings()
-    metrics = router(settings, source=source)
+    # History on disk (docs/history.md), unless --no-store; the router opens and closes it.
+    store = store_from_settings(settings, source.interval if source else settings.interval)
+    metrics = router(settings, source=source, store=store)
     app = FastAPI(title="sysstream", version=__version__, docs_url="/api/docs")
     app.include_router(metrics, prefix=PREFIX)
     # The router checks its own routes; the middleware covers the app's other protected
@@ -34,6 +37,7 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
     app.add_middleware(AccessMiddleware, policy=metrics.access)
     app.state.hub = metrics.hub
     app.state.settings = settings
+    app.state.store = store  # fleet hubs attach store.recorder(host)
     if settings.redis_url is not None:
         hosts = fleet_router(settings, access=metrics.access, connections=metrics.connections)
         app.include_router(hosts, prefix=FLEET_PREFIX)

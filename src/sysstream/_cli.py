@@ -5,15 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Coroutine
 from typing import Any, get_origin
 
 import click
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings
 from rich.console import Console
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
 from . import __version__
+from ._agent import AgentSettings, load_agent_settings, run_agent
 from ._server import ServeError, run_server
 from ._settings import Settings, SettingsError, load_settings
 from ._watch import DEFAULT_URL, watch
@@ -36,14 +40,41 @@ def cli() -> None:
 # Flags are generated from the settings model, so each setting's name, description and
 # default are written once; values are validated by the model, not click, so a bad flag
 # and a bad SYSSTREAM_* variable get the same one-line error.
-def settings_options(command: Callable[..., None]) -> Callable[..., None]:
-    for name, field in reversed(Settings.model_fields.items()):
-        many = get_origin(field.annotation) in (list, tuple)
-        default = "none" if field.default in (None, [], ()) else field.default
-        help_text = f"{field.description} [env SYSSTREAM_{name.upper()}; default {default}]"
-        flag = "--" + name.replace("_", "-")
-        command = click.option(flag, name, multiple=many, default=None, help=help_text)(command)
-    return command
+def model_options(
+    model: type[BaseSettings],
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    def decorate(command: Callable[..., None]) -> Callable[..., None]:
+        for name, field in reversed(model.model_fields.items()):
+            command = _option(name, field)(command)
+        return command
+
+    return decorate
+
+
+def _option(name: str, field: FieldInfo) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    many = get_origin(field.annotation) in (list, tuple)
+    default = "required" if field.is_required() else field.get_default(call_default_factory=True)
+    default = "none" if default in (None, [], ()) else default
+    help_text = f"{field.description} [env SYSSTREAM_{name.upper()}; default {default}]"
+    flags = ["--" + name.replace("_", "-")]
+    extra = field.json_schema_extra
+    if isinstance(extra, dict) and isinstance(alias := extra.get("flag_alias"), str):
+        flags.append(alias)  # a short name the docs use (`serve --redis URL`)
+    # A bool that defaults to off is a bare switch (`--no-store`); others take a value.
+    if field.annotation is bool and field.default is False:
+        return click.option(*flags, name, is_flag=True, default=None, help=help_text)
+    return click.option(*flags, name, multiple=many, default=None, help=help_text)
+
+
+settings_options = model_options(Settings)
+
+
+def _log_to_stderr(level: str) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    sysstream_logger = logging.getLogger("sysstream")
+    sysstream_logger.addHandler(handler)
+    sysstream_logger.setLevel(level.upper() if level != "trace" else 5)
 
 
 @cli.command()
@@ -55,15 +86,34 @@ def serve(**flags: Any) -> None:
     except SettingsError as exc:
         _fail(str(exc))
         return
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
-    sysstream_logger = logging.getLogger("sysstream")
-    sysstream_logger.addHandler(handler)
-    sysstream_logger.setLevel(settings.log_level.upper() if settings.log_level != "trace" else 5)
+    _log_to_stderr(settings.log_level)
     try:
         run_server(settings)
     except ServeError as exc:
         _fail(str(exc))
+
+
+@cli.command()
+@model_options(AgentSettings)
+def agent(**flags: Any) -> None:
+    """Sample this host and publish each tick to Redis, for `serve --redis` hubs."""
+    try:
+        settings = load_agent_settings(**flags)
+    except SettingsError as exc:
+        _fail(str(exc))
+        return
+    _log_to_stderr(settings.log_level)
+    asyncio.run(_until_signalled(run_agent(settings)))
+
+
+async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` until SIGINT/SIGTERM, then cancel it: a stop signal is a clean exit."""
+    task = asyncio.ensure_future(work)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 @cli.command(name="watch")

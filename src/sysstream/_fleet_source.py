@@ -40,9 +40,7 @@ class RemoteSource:
     there is no data (yield a placeholder) or None (the tick is merely late: keep waiting).
     """
 
-    def __init__(
-        self, host: str, interval: float, unavailable: Callable[[], str | None]
-    ) -> None:
+    def __init__(self, host: str, interval: float, unavailable: Callable[[], str | None]) -> None:
         self.host = host
         self.interval = interval
         self._unavailable = unavailable

@@ -74,7 +74,7 @@ class Tick:
 
 def check_host_id(host: str) -> str:
     """Return ``host`` if it is a valid host id; raise ``ValueError`` otherwise."""
-    if not isinstance(host, str) or not _HOST_ID.fullmatch(host):
+    if not _HOST_ID.fullmatch(host):
         raise ValueError(f"expected a host id of {_HOST_ID_RULE}, got {host!r}")
     return host
 
@@ -171,6 +171,8 @@ def decode_tick(data: bytes | str, *, host: str | None = None) -> Tick:
     if version != WIRE_VERSION:
         raise WireError(f"expected wire version {WIRE_VERSION}, got {version!r}")
     sender = message.get("host")
+    if not isinstance(sender, str):
+        raise WireError(f"expected 'host' to be a string, got {sender!r}")
     try:
         check_host_id(sender)
     except ValueError as exc:

@@ -1,13 +1,15 @@
 """sysstream's WebSocket protocol for uvicorn (``--ws sysstream.WebSocketProtocol``).
 
-It is uvicorn's websockets-sans-I/O protocol plus three things a broadcast server needs:
+It is uvicorn's websockets-sans-I/O protocol plus what a broadcast server needs:
 
 * an ASGI scope extension, ``"sysstream.transport"``, through which the stream endpoint
   gets a :class:`~sysstream._sinks.TransportSink` that writes the tick's pre-built frame
   straight to the transport, with back-pressure from ``pause_writing``/``resume_writing``;
 * a stalled client (keepalive ping unanswered, or held past the stall timeout) is
   aborted at once; a graceful close would wait for a buffer that never drains;
-* on server shutdown clients get close code 1001 (going away), not 1012.
+* on server shutdown clients get close code 1001 (going away), not 1012;
+* a handshake refused with an HTTP response (ASGI's denial-response extension) ends
+  without uvicorn logging it as an error.
 """
 
 from __future__ import annotations
@@ -77,6 +79,14 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.pending_ping_payload = None
         if not self.transport.is_closing():
             self.abort()
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        # uvicorn 0.54 leaves a handshake refused with a denial response (403/401/503 from
+        # sysstream's checks) "incomplete" and logs an ERROR when the app returns
+        # (Kludex/uvicorn#3138): the refusal is complete once its body is written.
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body"):
+            self.handshake_complete = True
 
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and self.initial_response is None:

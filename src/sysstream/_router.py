@@ -32,6 +32,8 @@ from ._security import AccessPolicy, Refusal, deny_websocket
 from ._settings import Settings
 from ._sinks import AsgiSink, Sink
 from ._source import LocalSource, Source
+from ._store import HistoryStore
+from ._store_http import history_response as stored_history_response
 
 __all__ = ["MetricsRouter", "router", "serve_stream"]
 
@@ -49,23 +51,34 @@ class MetricsRouter(APIRouter):
     connections: ConnectionLimit
 
 
-def router(settings: Settings | None = None, *, source: Source | None = None) -> MetricsRouter:
-    """Build the metrics router. ``source`` defaults to this host's psutil sampler."""
+def router(
+    settings: Settings | None = None,
+    *,
+    source: Source | None = None,
+    store: HistoryStore | None = None,
+) -> MetricsRouter:
+    """Build the metrics router. ``source`` defaults to this host's psutil sampler;
+    ``store`` (none by default) keeps history on disk, opened and closed with the app."""
     settings = settings if settings is not None else Settings()
     if source is None:
         source = LocalSource(
             build_collectors(disk_path=settings.disk_path), interval=settings.interval
         )
     history = History(settings.history_seconds, source.interval)
-    hub = MetricsHub(source, always=ALWAYS_FIELDS, history=history)
+    recorders = [store.recorder()] if store is not None else []
+    hub = MetricsHub(source, always=ALWAYS_FIELDS, history=history, recorders=recorders)
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
+        if store is not None:
+            await anyio.to_thread.run_sync(store.open)  # never raises: a bad file is set aside
         await hub.start()
         try:
             yield
         finally:
             await hub.stop()
+            if store is not None:
+                await anyio.to_thread.run_sync(store.close)  # writes everything still pending
 
     token = settings.token.get_secret_value() if settings.token is not None else None
     access = AccessPolicy(allow_origins=settings.allow_origin, token=token)
@@ -102,7 +115,15 @@ def router(settings: Settings | None = None, *, source: Source | None = None) ->
     async def recent(
         seconds: str = Query("300", description="How far back, in seconds."),
         fields: str = Query(",".join(DEFAULT_FIELDS), description="Comma-separated groups."),
+        # History store (docs/history.md): absolute ranges, coarser steps, older points.
+        start: str | None = Query(None, alias="from", description="Epoch seconds or ISO-8601."),
+        end: str | None = Query(None, alias="to", description="Epoch seconds or ISO-8601."),
+        step: str | None = Query(None, description="Seconds per point; adds min and max."),
     ) -> Response:
+        if store is not None or start is not None or end is not None or step is not None:
+            return await stored_history_response(
+                hub.history, store, seconds=seconds, fields=fields, start=start, end=end, step=step
+            )
         return history_response(hub, seconds, fields, settings.history_seconds)
 
     return metrics

@@ -10,12 +10,16 @@ import uvicorn
 from fastapi import FastAPI
 
 from ._app import create_app
+from ._limits import connection_backstop, default_max_clients, raise_open_files_limit
 from ._protocol import WebSocketProtocol
+from ._security import install_log_redaction, is_loopback_host
 from ._settings import Settings
 
 __all__ = ["ServeError", "bind_socket", "build_server", "run_server"]
 
 logger = logging.getLogger("sysstream")
+
+LISTEN_BACKLOG = 4096
 
 
 class ServeError(OSError):
@@ -32,6 +36,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError as exc:
         sock.close()
         raise ServeError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    # Listening now, not when uvicorn starts serving (after the app's startup): a client
+    # that connects as soon as the address is announced is queued, not refused.
+    sock.listen(LISTEN_BACKLOG)
     sock.set_inheritable(True)
     return sock
 
@@ -53,14 +60,35 @@ def build_server(settings: Settings, app: FastAPI | None = None) -> uvicorn.Serv
         ws_max_size=4096,
         log_level=settings.log_level,
         lifespan="on",
-        backlog=4096,
+        backlog=LISTEN_BACKLOG,
         timeout_graceful_shutdown=2,
+        proxy_headers=settings.proxy_headers,
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
+        # Past this many connections uvicorn answers 503 itself, before the process runs
+        # out of file descriptors (where accept() fails and clients hang).
+        limit_concurrency=connection_backstop(),
     )
+    install_log_redaction()  # after uvicorn's logging setup: `?token=` never reaches a log
     return uvicorn.Server(config)
 
 
 def run_server(settings: Settings, app: FastAPI | None = None) -> None:
     """Bind, announce the address and serve until SIGINT/SIGTERM."""
+    open_files = raise_open_files_limit()  # before the app sizes --max-clients from it
+    if settings.max_clients is not None and settings.max_clients > default_max_clients(open_files):
+        logger.warning(
+            "--max-clients %d exceeds what the open-files limit (%d) leaves room for; "
+            "connections past ~%d will be refused with 503",
+            settings.max_clients,
+            open_files,
+            default_max_clients(open_files),
+        )
+    if settings.token is None and not is_loopback_host(settings.host):
+        logger.warning(
+            "listening on %s with no token: anyone who can reach this port can read this "
+            "machine's metrics. Set SYSSTREAM_TOKEN (or --token), or bind 127.0.0.1",
+            settings.host,
+        )
     sock = bind_socket(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     server = build_server(settings, app)

@@ -2,15 +2,35 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+import platformdirs
+from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ._fleet_wire import check_redis_url
+from ._security import parse_origin_pattern
 
 __all__ = ["LogLevel", "Settings", "SettingsError", "load_settings"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
+
+
+# Never echoed in error messages (a Redis URL's own messages show it with the password
+# redacted).
+SECRET_FIELDS = frozenset({"token", "redis_url"})
+
+
+def _proxy_address(entry: str) -> str:
+    if entry != "*":
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"expected an IP address, a network or *, got {entry!r}") from None
+    return entry
 
 
 class SettingsError(ValueError):
@@ -32,13 +52,86 @@ class Settings(BaseSettings):
     history_seconds: int = Field(
         3600, ge=0, le=7 * 86400, description="Seconds of samples kept in memory."
     )
+    # The history store (docs/history.md).
+    data_dir: str = Field(
+        platformdirs.user_data_dir("sysstream"),
+        min_length=1,
+        description="Directory of the history database (history.sqlite3).",
+    )
+    no_store: bool = Field(False, description="Keep no history on disk (memory only).")
+    flush_interval: float = Field(
+        5.0, gt=0, le=300, description="Seconds between history writes; a crash loses at most this."
+    )
+    retention_raw: int = Field(
+        3600, ge=60, le=3650 * 86400, description="Seconds raw ticks are kept on disk."
+    )
+    retention_1m: int = Field(
+        7 * 86400, ge=900, le=3650 * 86400, description="Seconds 1-minute min/avg/max are kept."
+    )
+    retention_15m: int = Field(
+        90 * 86400, ge=900, le=3650 * 86400, description="Seconds 15-minute min/avg/max are kept."
+    )
     log_level: LogLevel = Field("info", description="Log level of the server.")
+    # Security and limits (docs/security.md). List settings take a repeated flag, or in
+    # the environment a JSON list or a comma-separated string.
+    token: SecretStr | None = Field(
+        None, description="Bearer token every endpoint but /healthz and the dashboard requires."
+    )
+    allow_origin: Annotated[
+        list[Annotated[str, AfterValidator(parse_origin_pattern)]], NoDecode
+    ] = Field([], description="Extra browser origins (or patterns) allowed to open the stream.")
+    max_clients: int | None = Field(
+        None, ge=1, description="Most streams at once; default sized to the open-files limit."
+    )
+    proxy_headers: bool = Field(
+        True, description="Trust X-Forwarded-For/-Proto from --forwarded-allow-ips."
+    )
+    forwarded_allow_ips: Annotated[
+        list[Annotated[str, AfterValidator(_proxy_address)]], NoDecode
+    ] = Field(["127.0.0.1", "::1"], description="Proxy addresses whose X-Forwarded-* are trusted.")
+    redis_url: str | None = Field(
+        None,
+        description="Fleet mode: Redis URL (redis://, rediss://) to serve agents' hosts from.",
+        json_schema_extra={"flag_alias": "--redis"},
+    )
 
     @field_validator("disk_path")
     @classmethod
     def _disk_path_exists(cls, value: str) -> str:
         if not os.path.isdir(value):
             raise ValueError(f"expected an existing directory, got {value!r}")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url_parses(cls, value: str | None) -> str | None:
+        return None if value is None else check_redis_url(value)
+
+    @field_validator("allow_origin", "forwarded_allow_ips", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except ValueError:
+                    raise ValueError("expected a JSON list or comma-separated values") from None
+            return [item.strip() for item in text.split(",") if item.strip()]
+        return value
+
+    @field_validator("token")
+    @classmethod
+    def _token_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        # The message never includes the value: it is a secret.
+        if value is None:
+            return None
+        secret = value.get_secret_value()
+        if len(secret) < 16 or not all(33 <= ord(char) <= 126 for char in secret):
+            raise ValueError(
+                "expected at least 16 printable ASCII characters without spaces (make one with"
+                " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+            )
         return value
 
 
@@ -63,6 +156,7 @@ def describe_validation_error(exc: ValidationError) -> str:
     message = error["msg"].removeprefix("Value error, ")
     got = error.get("input")
     shown = repr(str(got))
-    quiet = isinstance(got, dict) or got is None or shown in message
+    secret = name in SECRET_FIELDS
+    quiet = secret or isinstance(got, dict) or got is None or shown in message
     suffix = "" if quiet else f" (got {shown})"
     return f"invalid {flag} / {env}: {message}{suffix}"

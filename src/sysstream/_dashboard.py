@@ -1,0 +1,91 @@
+"""The live dashboard: plain static files (``static/``) served by a router.
+
+``create_app`` serves the page at ``/``; an embedding app includes it under any prefix::
+
+    app.include_router(sysstream.router(), prefix="/api/system")
+    app.include_router(sysstream.dashboard(api="/api/system"), prefix="/dashboard")
+
+The page finds the API through ``<meta name="sysstream-api">``, which this router fills with
+the API path *relative to the page*; so it keeps working behind a reverse proxy that adds a
+path prefix. Everything the page loads (ES modules, CSS, the vendored uPlot) comes from this
+router; the page makes no request to any other origin, and its Content-Security-Policy says so.
+"""
+
+from __future__ import annotations
+
+import html
+import posixpath
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, Response
+from starlette.staticfiles import StaticFiles
+
+__all__ = ["STATIC_DIR", "dashboard"]
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+_API_META = '<meta name="sysstream-api" content="api/system">'
+_HOSTS_META = '<meta name="sysstream-hosts" content="">'
+
+# 'self' covers same-origin ws:/wss: in current browsers; inline styles are uPlot's.
+_CSP = (
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "style-src 'self' 'unsafe-inline'; script-src 'self'; object-src 'none'; "
+    "base-uri 'none'; frame-ancestors 'self'; form-action 'none'"
+)
+
+
+def dashboard(*, api: str = "/api/system", hosts: str | None = None) -> APIRouter:
+    """A router serving the dashboard at its ``/`` and its assets under ``/static/``.
+
+    ``api`` is the app-absolute path where :func:`sysstream.router` is included; ``hosts``,
+    where the fleet routes are (``/api/hosts``), or None on a single server, so the page
+    does not even ask for them.
+    """
+    api = _absolute("api", api)
+    hosts = None if hosts is None else _absolute("hosts", hosts)
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    for meta in (_API_META, _HOSTS_META):
+        if meta not in page:
+            raise RuntimeError(f"expected {meta!r} in {STATIC_DIR / 'index.html'}")
+    files = StaticFiles(directory=STATIC_DIR)
+    routes = APIRouter(include_in_schema=False)
+
+    @routes.get("/")
+    async def index(request: Request) -> Response:
+        # The route's own path, e.g. "/" or "/dashboard/", in the app's coordinates (no
+        # root_path), so the relative API path holds however the app itself is mounted.
+        page_dir = request.scope["route"].path
+        body = page.replace(_API_META, _meta("sysstream-api", posixpath.relpath(api, page_dir)))
+        if hosts is not None:
+            body = body.replace(_HOSTS_META, _meta("sysstream-hosts", posixpath.relpath(hosts, page_dir)))
+        return HTMLResponse(
+            body,
+            headers={
+                "Content-Security-Policy": _CSP,
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "no-cache",
+            },
+        )
+
+    @routes.get("/static/{path:path}")
+    async def asset(path: str, request: Request) -> Response:
+        # StaticFiles resolves the path inside STATIC_DIR (no traversal) and answers
+        # conditional requests with 304.
+        response = await files.get_response(path, request.scope)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers.setdefault("Cache-Control", "no-cache")
+        return response
+
+    return routes
+
+
+def _absolute(name: str, path: str) -> str:
+    if not path.startswith("/"):
+        raise ValueError(f"expected an absolute {name} path like '/api/system', got {path!r}")
+    return path.rstrip("/") or "/"
+
+
+def _meta(name: str, content: str) -> str:
+    return f'<meta name="{name}" content="{html.escape(content)}">'

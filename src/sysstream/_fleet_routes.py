@@ -1,0 +1,129 @@
+"""Fleet mode's HTTP and WebSocket routes, mounted under ``/api/hosts`` by ``serve --redis``.
+
+``GET /api/hosts`` lists the hosts; ``/api/hosts/{host}/metrics`` (WS and GET) and
+``/api/hosts/{host}/metrics/history`` are the host's stream, latest sample and history,
+served by the same code as ``/api/system/metrics``, under the same access policy and
+connection limit. An unknown host is refused with 404, during the WebSocket handshake too
+(4404 after accepting, on a server without ASGI's denial-response extension).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, WebSocket
+from fastapi.responses import Response
+
+from ._fleet import Fleet, RemoteHost
+from ._fleet_wire import check_host_id
+from ._hub import Recorder
+from ._limits import ConnectionLimit
+from ._messages import encode_error, encode_json, format_timestamp
+from ._registry import DEFAULT_FIELDS
+from ._router import JSON, TRY_AGAIN_LATER, history_response, latest_response, serve_stream
+from ._security import AccessPolicy, Refusal, deny_websocket
+from ._settings import Settings
+
+__all__ = ["FleetRouter", "fleet_router"]
+
+# Close code for an unknown host when the server cannot refuse the handshake with an HTTP
+# status (no "websocket.http.response" extension): 4000 + the HTTP status.
+UNKNOWN_HOST_CLOSE = 4404
+
+
+class FleetRouter(APIRouter):
+    """An APIRouter that carries its :class:`~sysstream._fleet.Fleet`."""
+
+    fleet: Fleet
+
+
+def fleet_router(
+    settings: Settings,
+    *,
+    access: AccessPolicy,
+    connections: ConnectionLimit,
+    recorders_for: Callable[[str], Iterable[Recorder]] | None = None,
+) -> FleetRouter:
+    """The fleet routes for ``settings.redis_url``; the router's lifespan runs the fleet.
+
+    ``access`` and ``connections`` are the metrics router's: one token and origin policy,
+    and one client limit for the process, whichever host a client watches.
+    """
+    if settings.redis_url is None:
+        raise ValueError("expected settings with a redis_url, got redis_url=None")
+    fleet = Fleet(
+        settings.redis_url,
+        history_seconds=settings.history_seconds,
+        recorders_for=recorders_for or (lambda host: ()),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        await fleet.start()
+        try:
+            yield
+        finally:
+            await fleet.stop()
+
+    hosts = FleetRouter(lifespan=lifespan, dependencies=[Depends(access.dependency)])
+    hosts.fleet = fleet
+
+    @hosts.get("", summary="Every known host: status, last seen and latest cpu/memory/disk")
+    async def list_hosts() -> Response:
+        body = {
+            "redis": fleet.state.value,
+            "hosts": fleet.summaries(),
+            "timestamp": format_timestamp(time.time()),
+        }
+        return Response(encode_json(body), media_type=JSON)
+
+    @hosts.websocket("/{host}/metrics")
+    async def stream(websocket: WebSocket, host: str) -> None:
+        remote = _find(fleet, host)
+        if remote is None:
+            unknown = Refusal(404, f"unknown host {host!r}")
+            await deny_websocket(websocket, unknown, close_code=UNKNOWN_HOST_CLOSE)
+            return
+        if not connections.acquire():
+            full = Refusal(503, f"server full: {connections.maximum} clients connected")
+            await deny_websocket(websocket, full, close_code=TRY_AGAIN_LATER)
+            return
+        try:
+            await serve_stream(websocket, remote.hub, stall_timeout=settings.stall_timeout)
+        finally:
+            connections.release()
+
+    @hosts.get("/{host}/metrics", summary="A host's latest sample, in the stream's format")
+    async def latest(host: str) -> Response:
+        remote = _find(fleet, host)
+        if remote is None:
+            return _unknown(host)
+        return await latest_response(remote.hub)
+
+    @hosts.get("/{host}/metrics/history", summary="A host's recent samples, one column per field")
+    async def recent(
+        host: str,
+        seconds: str = Query("300", description="How far back, in seconds."),
+        fields: str = Query(",".join(DEFAULT_FIELDS), description="Comma-separated groups."),
+    ) -> Response:
+        remote = _find(fleet, host)
+        if remote is None:
+            return _unknown(host)
+        return history_response(remote.hub, seconds, fields, settings.history_seconds)
+
+    return hosts
+
+
+def _find(fleet: Fleet, host: str) -> RemoteHost | None:
+    try:
+        check_host_id(host)
+    except ValueError:
+        return None
+    return fleet.hosts.get(host)
+
+
+def _unknown(host: str) -> Response:
+    return Response(encode_error(f"unknown host {host!r}"), status_code=404, media_type=JSON)

@@ -1,0 +1,363 @@
+"""Who may connect: the WebSocket Origin policy, the optional bearer token, log redaction.
+
+The decisions are sans-I/O (:class:`AccessPolicy` is fed a request's kind, headers and query
+string and answers with a :class:`Refusal` or ``None``); two thin adapters apply the same
+policy, so the standalone app and an embedding app refuse exactly the same requests:
+
+* :class:`AccessMiddleware`, a pure ASGI middleware that ``create_app`` installs in front of
+  everything (the embedded router is not the only thing it serves);
+* :meth:`AccessPolicy.dependency`, a FastAPI dependency that ``sysstream.router()`` puts on
+  its own routes, because an app that embeds the router gets no middleware from us.
+
+A browser page from another origin is refused at the WebSocket handshake with HTTP 403
+(cross-site WebSocket hijacking: browsers attach no CORS protection to WebSockets). A
+missing or wrong token gets HTTP 401. See docs/security.md for the threat model.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from fastapi import HTTPException
+from fastapi.responses import Response
+from starlette.exceptions import WebSocketException
+from starlette.requests import HTTPConnection
+from starlette.status import WS_1008_POLICY_VIOLATION
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from ._messages import encode_error
+
+__all__ = [
+    "DENIAL_EXTENSION",
+    "AccessMiddleware",
+    "AccessPolicy",
+    "OriginPolicy",
+    "Refusal",
+    "TokenCheck",
+    "TokenRedactingFilter",
+    "deny_websocket",
+    "install_log_redaction",
+    "is_loopback_host",
+    "parse_origin_pattern",
+]
+
+DENIAL_EXTENSION = "websocket.http.response"  # ASGI: HTTP responses instead of a handshake
+TOKEN_PARAMETER = "token"
+DEFAULT_PORTS = {"http": 80, "https": 443}
+
+# `*` stands for one or more whole DNS labels in the host, or any port.
+_LABELS = r"[a-z0-9-]+(?:\.[a-z0-9-]+)*"
+_PATTERN_SYNTAX = re.compile(
+    r"(?P<scheme>https?)://(?P<host>(?:\*\.)?[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(?P<port>\d+|\*))?"
+)
+_HOST_AND_PORT = re.compile(r"(?P<host>\[[^\]]*\]|[^:\[\]]*)(?::(?P<port>\d{1,5}))?")
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """Why a request is refused, as the HTTP status it is refused with."""
+
+    status: int  # 401: no or wrong token; 403: origin not allowed
+    reason: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"} if self.status == 401 else {}
+
+    def response(self) -> Response:
+        """The refusal in the error shape every sysstream error takes."""
+        body = encode_error(self.reason)
+        return Response(body, self.status, self.headers, media_type="application/json")
+
+
+# Origins
+
+
+def parse_origin_pattern(entry: str) -> str:
+    """Validate one ``--allow-origin`` entry; returns it normalised (lower case, no default
+    port). Raises ``ValueError`` saying what was expected."""
+    value = entry.strip().lower().rstrip("/")
+    if value == "*":
+        return value
+    match = _PATTERN_SYNTAX.fullmatch(value)
+    if match is None or "*" in match["host"].removeprefix("*."):
+        raise ValueError(
+            "expected an origin like https://example.com, a pattern like "
+            f"https://*.example.com or http://localhost:*, or *, got {entry!r}"
+        )
+    if match["port"] == str(DEFAULT_PORTS[match["scheme"]]):
+        value = value.rpartition(":")[0]
+    return value
+
+
+def _pattern_regex(pattern: str) -> re.Pattern[str]:
+    scheme, _, rest = pattern.partition("://")
+    host, port = rest, None
+    if not rest.endswith("]") and ":" in rest:
+        host, _, port = rest.rpartition(":")
+    host_regex = re.escape(host).replace(r"\*", _LABELS)
+    if port == "*":
+        port_regex = r"(?::\d+)?"
+    elif port is None:
+        port_regex = ""
+    else:
+        port_regex = ":" + port
+    return re.compile(re.escape(scheme) + "://" + host_regex + port_regex)
+
+
+def _normalise_origin(origin: str) -> tuple[str, str] | None:
+    """``(scheme, host[:port])`` of an Origin header, default port dropped; None if invalid."""
+    try:
+        parts = urlsplit(origin.strip().lower())
+    except ValueError:
+        return None
+    if parts.scheme not in DEFAULT_PORTS or parts.path or parts.query or parts.username:
+        return None
+    netloc = _strip_default_port(parts.netloc, parts.scheme)
+    return (parts.scheme, netloc) if netloc else None
+
+
+def _strip_default_port(netloc: str, scheme: str) -> str | None:
+    match = _HOST_AND_PORT.fullmatch(netloc.lower())
+    if match is None or not match["host"]:
+        return None
+    if match["port"] is None or int(match["port"]) == DEFAULT_PORTS.get(scheme):
+        return match["host"]
+    return f"{match['host']}:{int(match['port'])}"
+
+
+class OriginPolicy:
+    """Which browser origins may open the stream.
+
+    Accepted: requests without an ``Origin`` header (scripts, CLIs: the header is a
+    browser's statement, and only browsers need protecting from themselves); pages served
+    from the same host and port the request is addressed to (its ``Host`` header, which a
+    reverse proxy must pass through, or list the public origin with ``--allow-origin``);
+    and origins matching an ``allow`` entry. Everything else, ``null`` included, is refused.
+    """
+
+    def __init__(self, allow: Iterable[str] = ()) -> None:
+        patterns = [parse_origin_pattern(entry) for entry in allow]
+        self.allow_any = "*" in patterns
+        self._exact = frozenset(p for p in patterns if "*" not in p)
+        self._patterns = [_pattern_regex(p) for p in patterns if "*" in p and p != "*"]
+
+    def allows(self, origin: str | None, host: str | None) -> bool:
+        if origin is None or self.allow_any:
+            return True
+        parsed = _normalise_origin(origin)
+        if parsed is None:
+            return False
+        scheme, netloc = parsed
+        if host is not None and _strip_default_port(host, scheme) == netloc:
+            return True
+        candidate = f"{scheme}://{netloc}"
+        return candidate in self._exact or any(p.fullmatch(candidate) for p in self._patterns)
+
+
+# Token
+
+
+class TokenCheck:
+    """The bearer token: ``Authorization: Bearer <token>`` or ``?token=<token>``.
+
+    The query form exists because browsers cannot set headers on a WebSocket handshake.
+    Comparison is constant-time, so response timing does not reveal a prefix of the token.
+    """
+
+    __slots__ = ("_expected",)
+
+    def __init__(self, token: str) -> None:
+        if not token:
+            raise ValueError("expected a non-empty token, got ''")
+        self._expected = token.encode()
+
+    def __repr__(self) -> str:
+        return "TokenCheck(token='**********')"
+
+    def matches(self, authorization: str | None, query_string: bytes) -> bool:
+        offered = _bearer(authorization)
+        if offered is None:
+            offered = _query_token(query_string)
+        if offered is None:
+            return False
+        return hmac.compare_digest(offered.encode(), self._expected)
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    scheme, _, credentials = authorization.strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" else None
+
+
+def _query_token(query_string: bytes) -> str | None:
+    query = query_string.decode("latin-1")
+    if TOKEN_PARAMETER not in query:
+        return None
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == TOKEN_PARAMETER:
+            return value
+    return None
+
+
+# The policy
+
+
+class AccessPolicy:
+    """Origin and token rules for one app. ``check`` is the single decision both adapters use."""
+
+    def __init__(self, *, allow_origins: Sequence[str] = (), token: str | None = None) -> None:
+        self.origins = OriginPolicy(allow_origins)
+        self.token = TokenCheck(token) if token else None
+
+    def check(
+        self, kind: str, headers: Callable[[str], str | None], query_string: bytes
+    ) -> Refusal | None:
+        """Decide on one request. ``kind`` is the ASGI scope type; ``headers(name)`` looks up
+        a header by lower-case name."""
+        if kind not in ("http", "websocket"):
+            raise ValueError(f"expected an 'http' or 'websocket' request, got {kind!r}")
+        if kind == "websocket" and not self.origins.allows(headers("origin"), headers("host")):
+            return Refusal(403, f"origin {headers('origin')!r} is not allowed")
+        if self.token is not None and not self.token.matches(
+            headers("authorization"), query_string
+        ):
+            return Refusal(401, "a valid token is required")
+        return None
+
+    def check_scope(self, scope: Scope) -> Refusal | None:
+        return self.check(scope["type"], _header_lookup(scope), scope.get("query_string", b""))
+
+    async def dependency(self, connection: HTTPConnection) -> None:
+        """FastAPI dependency for the router's routes (HTTP and WebSocket alike).
+
+        An HTTP request is refused with an ``HTTPException``; a WebSocket handshake with the
+        same status when the server offers ASGI's denial-response extension (uvicorn does),
+        else with close code 1008, which servers send as HTTP 403 before the handshake.
+        """
+        refusal = self.check_scope(connection.scope)
+        if refusal is None:
+            return
+        websocket = connection.scope["type"] == "websocket"
+        if websocket and DENIAL_EXTENSION not in connection.scope.get("extensions", {}):
+            raise WebSocketException(WS_1008_POLICY_VIOLATION, refusal.reason)
+        raise HTTPException(refusal.status, refusal.reason, refusal.headers)
+
+
+def _header_lookup(scope: Scope) -> Callable[[str], str | None]:
+    raw: list[tuple[bytes, bytes]] = scope.get("headers", [])
+
+    def lookup(name: str) -> str | None:
+        wanted = name.encode()
+        for key, value in raw:
+            if key.lower() == wanted:
+                return value.decode("latin-1")
+        return None
+
+    return lookup
+
+
+class AccessMiddleware:
+    """Applies an :class:`AccessPolicy` to every WebSocket and to the protected HTTP paths.
+
+    Public: ``/healthz`` (probes carry no secrets) and the dashboard's static files (the
+    page holds no data; it asks for the token itself). Protected: every WebSocket, and HTTP
+    requests under ``protected_prefixes``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        policy: AccessPolicy,
+        protected_prefixes: Sequence[str] = ("/api/", "/metrics", "/openapi.json"),
+    ) -> None:
+        self.app = app
+        self.policy = policy
+        self.protected_prefixes = tuple(protected_prefixes)
+
+    def protects(self, scope: Scope) -> bool:
+        if scope["type"] == "websocket":
+            return True
+        return scope["type"] == "http" and str(scope["path"]).startswith(self.protected_prefixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.protects(scope):
+            await self.app(scope, receive, send)
+            return
+        refusal = self.policy.check_scope(scope)
+        if refusal is None:
+            await self.app(scope, receive, send)
+        elif scope["type"] == "http" or DENIAL_EXTENSION in scope.get("extensions", {}):
+            # Starlette sends a Response on a WebSocket scope as a denial response.
+            await refusal.response()(scope, receive, send)
+        else:
+            await send({"type": "websocket.close", "code": WS_1008_POLICY_VIOLATION})
+
+
+# Logs
+
+
+class TokenRedactingFilter(logging.Filter):
+    """Replaces the value of ``token=`` query parameters in a record's message and arguments.
+
+    uvicorn's access log and its WebSocket lines print the request target, query included;
+    a token given as ``?token=…`` (the only way a browser can send one on a WebSocket) must
+    not end up in logs.
+    """
+
+    _TOKEN = re.compile(r"([?&]token=)[^&\s\"']*", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "token=" in record.msg.lower():
+            record.msg = self.redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(self._redact_arg(arg) for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: self._redact_arg(arg) for key, arg in record.args.items()}
+        return True
+
+    def redact(self, text: str) -> str:
+        return self._TOKEN.sub(r"\1[redacted]", text)
+
+    def _redact_arg(self, arg: Any) -> Any:
+        return self.redact(arg) if isinstance(arg, str) and "token=" in arg.lower() else arg
+
+
+REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error", "sysstream")
+
+
+def install_log_redaction(names: Iterable[str] = REDACTED_LOGGERS) -> None:
+    """Attach a :class:`TokenRedactingFilter` to each named logger, once."""
+    for name in names:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, TokenRedactingFilter) for f in logger.filters):
+            logger.addFilter(TokenRedactingFilter())
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether binding ``host`` only accepts connections from this machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def deny_websocket(websocket: WebSocket, refusal: Refusal, *, close_code: int) -> None:
+    """Refuse a WebSocket handshake with ``refusal``'s HTTP status where the server offers
+    ASGI's denial-response extension; elsewhere accept and close with ``close_code``."""
+    if DENIAL_EXTENSION in websocket.scope.get("extensions", {}):
+        await websocket.send_denial_response(refusal.response())
+    else:
+        await websocket.accept()
+        await websocket.close(close_code, refusal.reason)

@@ -1,0 +1,148 @@
+"""``GET /metrics/history`` over both histories: the in-memory ring and the SQLite store.
+
+:func:`parse_range` reads ``?seconds=`` or ``?from=&to=`` (epoch seconds or ISO-8601) and
+``&step=`` without I/O; :func:`merge_ring` puts the ring's newest points over the store's
+raw ones. :func:`history_response` is the thin layer the router calls: a recent range at
+the sampling step comes from the ring alone (no disk, no decode); anything older, or
+coarser, is read from the store in a worker thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import orjson
+from fastapi.responses import Response
+
+from ._control import ControlError, parse_fields
+from ._history import History
+from ._messages import encode_error
+from ._registry import GROUPS
+from ._store import HistoryStore
+
+__all__ = ["HistoryRange", "history_response", "merge_ring", "parse_range"]
+
+JSON = "application/json"
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryRange:
+    start: float  # epoch seconds
+    end: float
+    step: float | None  # None: the tier's own step
+
+
+def parse_range(
+    *,
+    seconds: str | None,
+    start: str | None,
+    end: str | None,
+    step: str | None,
+    now: float,
+    limit: float,
+) -> HistoryRange:
+    """The range a history request asks for. ``from`` wins over ``seconds``; ``to``
+    defaults to ``now``; the range may reach at most ``limit`` seconds back from ``now``."""
+    stop = now if end is None else _instant(end, "to")
+    if start is not None:
+        begin = _instant(start, "from")
+    else:
+        span = _positive(seconds if seconds is not None else "300", "seconds", allow_zero=True)
+        begin = stop - span
+    if begin > stop:
+        raise ControlError(f"expected from <= to, got {begin:.3f} > {stop:.3f}")
+    if begin < now - limit:
+        raise ControlError(
+            f"expected a range within the last {limit:g} s, got one from {begin:.3f}"
+        )
+    every = None if step is None else _positive(step, "step")
+    return HistoryRange(begin, stop, every)
+
+
+def _instant(text: str, name: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ControlError(
+                f"expected {name} as epoch seconds or ISO-8601, got {text[:40]!r}"
+            ) from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)  # like the stream's timestamps
+        return moment.timestamp()
+    if not math.isfinite(value):
+        raise ControlError(f"expected {name} as epoch seconds or ISO-8601, got {text[:40]!r}")
+    return value
+
+
+def _positive(text: str, name: str, *, allow_zero: bool = False) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ControlError(f"expected {name} as a number of seconds > 0, got {text[:40]!r}")
+    return value
+
+
+def merge_ring(stored: dict[str, Any], ring_body: bytes, oldest: float) -> dict[str, Any]:
+    """``stored`` (raw points from the store) with every point from ``oldest`` on replaced
+    by the ring's (``ring_body``, the ring's columnar JSON), which is never behind."""
+    ring = orjson.loads(ring_body)
+    cut = bisect.bisect_left(stored["timestamps"], round(oldest, 3))
+    merged = dict(stored)
+    merged["timestamps"] = stored["timestamps"][:cut] + ring["timestamps"]
+    merged["values"] = {
+        name: column[:cut] + ring["values"][name] for name, column in stored["values"].items()
+    }
+    return merged
+
+
+async def history_response(
+    ring: History | None,
+    store: HistoryStore | None,
+    *,
+    seconds: str | None,
+    fields: str,
+    start: str | None,
+    end: str | None,
+    step: str | None,
+) -> Response:
+    """The body of ``GET /metrics/history`` from the ring and, when there is one, the store."""
+    now = time.time()
+    if store is not None:
+        limit = max(tier.retention for tier in store.tiers)
+    elif ring is not None:
+        limit = ring.capacity * ring.interval
+    else:
+        return Response(encode_error("no history kept"), status_code=404, media_type=JSON)
+    try:
+        span = parse_range(seconds=seconds, start=start, end=end, step=step, now=now, limit=limit)
+        names = parse_fields(fields)
+        unkept = [name for name in names if not GROUPS[name].history]
+        if unkept:
+            raise ControlError(f"field {unkept[0]!r} is not kept in history")
+    except ControlError as exc:
+        return Response(encode_error(str(exc)), status_code=400, media_type=JSON)
+    oldest = ring.oldest if ring is not None else None
+    at_tick = span.step is None or (ring is not None and span.step <= ring.interval)
+    if ring is not None and (
+        store is None or (at_tick and oldest is not None and span.start >= oldest)
+    ):
+        return Response(ring.query(names, since=span.start, until=span.end), media_type=JSON)
+    assert store is not None
+    result = await anyio.to_thread.run_sync(
+        lambda: store.query(span.start, span.end, names, span.step)
+    )
+    if "min" not in result and ring is not None and oldest is not None and oldest <= span.end:
+        ring_body = ring.query(names, since=max(span.start, oldest), until=span.end)
+        result = merge_ring(result, ring_body, max(span.start, oldest))
+    return Response(orjson.dumps(result), media_type=JSON)

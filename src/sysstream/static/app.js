@@ -1,0 +1,424 @@
+// The dashboard page: wires the stream, the timeline and the cards together.
+// URLs are relative to the page (<meta name="sysstream-api">), so the page works at / and
+// under any prefix; the stream URL is one function of the selected host (streamUrl).
+
+import { Card, theme } from "./card.js";
+import { Fleet } from "./fleet.js";
+import { duration, formatter } from "./format.js";
+import { extractAll, PANELS, subscribedGroups } from "./panels.js";
+import { Schema } from "./schema.js";
+import { State, Stream } from "./stream.js";
+import { Timeline } from "./timeline.js";
+
+const WINDOWS = [60, 300, 900, 3600];
+const MAX_POINTS = 1200; // per series and window; coarser intervals beyond that
+const TOKEN_KEY = "sysstream.token";
+const WINDOW_KEY = "sysstream.window";
+
+const apiMeta = document.querySelector('meta[name="sysstream-api"]').content;
+const apiBase = new URL(apiMeta.replace(/\/*$/, "/"), document.baseURI); // …/api/system/
+const hostsMeta = document.querySelector('meta[name="sysstream-hosts"]').content;
+// …/api/hosts/ on a fleet server; null on a single server (nothing to ask for).
+const hostsBase = hostsMeta ? new URL(hostsMeta.replace(/\/*$/, "/"), document.baseURI) : null;
+
+const $ = (id) => document.getElementById(id);
+
+const page = {
+  host: null, // null: this server; otherwise a fleet host id
+  window: WINDOWS.includes(Number(localStorage.getItem(WINDOW_KEY)))
+    ? Number(localStorage.getItem(WINDOW_KEY))
+    : 300,
+  paused: false,
+  frozenRange: null,
+  schema: null,
+  groups: [],
+  interval: 1,
+  timeline: new Timeline(),
+  latest: {},
+  cards: new Map(),
+  receivedAt: null, // performance.now() of the last data message
+  drawPending: false,
+  theme: null,
+};
+
+// ---- URLs: everything the page talks to derives from apiBase and the selected host ----
+
+function metricsUrl(host, suffix = "") {
+  const base = host == null ? apiBase : new URL(`${encodeURIComponent(host)}/`, hostsBase);
+  return new URL(`metrics${suffix}`, base);
+}
+
+function token() {
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+function streamUrl() {
+  const url = metricsUrl(page.host);
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+  url.searchParams.set("fields", page.groups.join(","));
+  if (page.interval !== page.schema.interval) url.searchParams.set("interval", String(page.interval));
+  url.searchParams.set("history", String(historySeconds()));
+  if (token()) url.searchParams.set("token", token());
+  return url.href;
+}
+
+/** On open: the whole window. On reconnect: the gap since the last message, so the
+ * history message backfills exactly what was missed (measured on the page's monotonic
+ * clock, immune to clock skew between browser and server). */
+function historySeconds() {
+  if (!page.timeline.length || page.receivedAt === null) return page.window;
+  const gap = (performance.now() - page.receivedAt) / 1000 + 2 * page.interval;
+  return Math.min(page.window, Math.ceil(gap));
+}
+
+export async function fetchJson(url) {
+  const headers = token() ? { Authorization: `Bearer ${token()}` } : {};
+  const response = await fetch(url, { headers, cache: "no-store", signal: AbortSignal.timeout(10000) });
+  return response;
+}
+
+/** The stream interval for a window: the server tick, coarser when it would exceed MAX_POINTS. */
+function intervalFor(windowSeconds) {
+  const tick = page.schema.interval;
+  const k = Math.max(1, Math.ceil(windowSeconds / MAX_POINTS / tick));
+  return Math.round(k * tick * 1e6) / 1e6;
+}
+
+// ---- Data in ----
+
+function ingest(time, row) {
+  page.timeline.push(time, extractAll(row), { step: page.interval, gap: 3.5 * page.interval });
+}
+
+function ingestHistory(body) {
+  const times = body.timestamps ?? [];
+  const values = body.values ?? {};
+  const fields = Object.keys(values);
+  let row = null;
+  for (let i = 0; i < times.length; i += 1) {
+    row = {};
+    for (const field of fields) row[field] = values[field][i];
+    ingest(times[i], row);
+  }
+  if (row && !page.latest.timestamp) Object.assign(page.latest, row);
+}
+
+function onMessage(message) {
+  if (message.type === "history") {
+    ingestHistory(message);
+  } else if (message.type === "subscribed") {
+    return;
+  } else if (typeof message.timestamp === "string" && !("error" in message)) {
+    const time = Date.parse(message.timestamp) / 1000;
+    page.receivedAt = performance.now();
+    ingest(time, message);
+    page.latest = message;
+    showNotice(message.errors ? Object.values(message.errors).join("; ") : null);
+  } else if (message.error) {
+    page.receivedAt = performance.now();
+    showNotice(message.error);
+  }
+  trim();
+  requestDraw();
+}
+
+function trim() {
+  if (page.paused) return; // the frozen charts still point into these arrays
+  const { timeline } = page;
+  if (timeline.length < 2) return;
+  const slack = Math.max(10 * page.interval, page.window * 0.05);
+  if (timeline.first < timeline.last - page.window - slack) {
+    timeline.trim(timeline.last - page.window - page.interval);
+  }
+}
+
+// ---- Drawing ----
+
+function xRange() {
+  if (page.frozenRange) return page.frozenRange;
+  const last = page.timeline.last ?? Date.now() / 1000;
+  return [last - page.window, last];
+}
+
+function requestDraw() {
+  if (page.drawPending || page.paused) return;
+  page.drawPending = true;
+  requestAnimationFrame(() => {
+    page.drawPending = false;
+    draw();
+  });
+}
+
+function draw() {
+  const { timeline, latest } = page;
+  for (const panel of PANELS) {
+    let card = page.cards.get(panel.id);
+    if (!card) {
+      if (panel.optional && !panel.series(timeline, page.schema).length) continue;
+      if (!panel.groups.every((g) => page.schema.has(g))) continue;
+      card = new Card(panel, page.schema, {
+        xRange,
+        window: () => page.window,
+        get theme() {
+          return page.theme;
+        },
+      });
+      page.cards.set(panel.id, card);
+      const order = PANELS.map((p) => p.id);
+      const before = [...page.cards.values()].find(
+        (c) => order.indexOf(c.panel.id) > order.indexOf(panel.id) && c.root.isConnected,
+      );
+      $("cards").insertBefore(card.root, before?.root ?? $("processes"));
+    }
+    card.draw(timeline);
+    card.update(latest, timeline);
+  }
+  drawProcesses(latest.processes);
+  if (typeof latest.uptime === "number") $("uptime").textContent = `up ${duration(latest.uptime)}`;
+  if (latest.timestamp) {
+    const time = new Date(latest.timestamp).toLocaleTimeString();
+    $("last-update").textContent = `last sample ${time}`;
+  }
+  document.body.dataset.points = String(timeline.length);
+}
+
+let processSort = "top_cpu";
+
+function drawProcesses(processes) {
+  const rows = $("process-rows");
+  const list = processes?.[processSort] ?? [];
+  const slots = 8;
+  if (rows.childElementCount !== slots) {
+    rows.replaceChildren(
+      ...Array.from({ length: slots }, () => {
+        const tr = document.createElement("tr");
+        for (const cls of ["num", "name", "user", "num", "num", "num"]) {
+          const td = document.createElement("td");
+          td.className = cls;
+          tr.append(td);
+        }
+        return tr;
+      }),
+    );
+  }
+  const schema = page.schema;
+  const cpu = formatter(schema.unit("processes.top_cpu.*.cpu_percent"));
+  const rss = formatter(schema.unit("processes.top_memory.*.rss_bytes"));
+  const memory = formatter(
+    schema.metrics.get("processes.top_memory.*.memory_percent")?.unit ?? schema.unit("memory"),
+  );
+  for (let i = 0; i < slots; i += 1) {
+    const p = list[i];
+    const cells = rows.children[i].children;
+    const texts = p
+      ? [String(p.pid), p.name ?? "", p.user ?? "", cpu(p.cpu_percent), memory(p.memory_percent), rss(p.rss_bytes)]
+      : ["", "", "", "", "", ""];
+    texts.forEach((text, j) => {
+      if (cells[j].textContent !== text) cells[j].textContent = text;
+    });
+    cells[1].title = texts[1];
+  }
+  if (processes) {
+    const count = formatter(schema.unit("processes.count"));
+    $("processes-summary").textContent = `${count(processes.count)} · ${processes.running ?? 0} running`;
+  }
+}
+
+// ---- Status, notices, token ----
+
+let countdown = null;
+
+function onState(stream) {
+  const status = $("status");
+  status.dataset.state = stream.state;
+  status.title = stream.detail;
+  clearInterval(countdown);
+  const text = $("status-text");
+  if (stream.state === State.LIVE) {
+    text.textContent = `Live · ${page.interval < 1 ? `${page.interval * 1000} ms` : `${page.interval} s`}`;
+    $("notice").hidden = true;
+  } else if (stream.state === State.CONNECTING) {
+    text.textContent = "Connecting…";
+  } else if (stream.state === State.UNAUTHORIZED) {
+    text.textContent = "Token required";
+    askToken(stream.detail === "token rejected");
+  } else if (stream.state === State.RECONNECTING) {
+    const tick = () => {
+      const left = Math.max(0, Math.ceil((stream.retryAt - performance.now()) / 1000));
+      text.textContent = left > 0 ? `Reconnecting in ${left} s` : "Reconnecting…";
+    };
+    tick();
+    countdown = setInterval(tick, 250);
+    if (page.receivedAt !== null) {
+      const since = new Date(Date.now() - (performance.now() - page.receivedAt)).toLocaleTimeString();
+      showNotice(`Connection lost (${stream.detail}) — no data since ${since}. The gap fills in when the server is back.`);
+    }
+  } else {
+    text.textContent = "Closed";
+  }
+}
+
+function showNotice(text) {
+  const notice = $("notice");
+  notice.hidden = !text;
+  if (text && notice.textContent !== text) notice.textContent = text;
+}
+
+function askToken(rejected) {
+  const dialog = $("token-dialog");
+  $("token-error").hidden = !rejected;
+  if (!dialog.open) dialog.showModal();
+  $("token-input").focus();
+}
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const value = $("token-input").value.trim();
+  if (!value) return;
+  sessionStorage.setItem(TOKEN_KEY, value);
+  $("token-dialog").close();
+  stream.retry();
+});
+
+// ---- Controls ----
+
+function selectWindow(seconds) {
+  const previous = page.window;
+  page.window = seconds;
+  localStorage.setItem(WINDOW_KEY, String(seconds));
+  for (const button of $("window").querySelectorAll("button")) {
+    button.setAttribute("aria-checked", String(Number(button.dataset.seconds) === seconds));
+  }
+  if (!page.schema) return;
+  const interval = intervalFor(seconds);
+  if (interval !== page.interval) {
+    page.interval = interval;
+    stream.send({ type: "subscribe", fields: page.groups, interval });
+    stream.setStallTimeout(5000 * interval);
+    onState(stream);
+  }
+  if (seconds > previous) backfillWindow(seconds);
+  requestDraw();
+}
+
+/** A wider window needs older points than the stream sent: fetch them once. */
+async function backfillWindow(seconds) {
+  const url = metricsUrl(page.host, "/history");
+  url.searchParams.set("seconds", String(seconds));
+  url.searchParams.set("fields", page.groups.filter((g) => g !== "processes").join(","));
+  let body;
+  try {
+    const response = await fetchJson(url);
+    if (!response.ok) return;
+    body = await response.json();
+  } catch {
+    return;
+  }
+  if (page.window !== seconds) return; // the user moved on
+  const live = [...page.timeline.points()];
+  page.timeline = new Timeline();
+  ingestHistory(body);
+  for (const [time, values] of live) {
+    page.timeline.push(time, values, { step: page.interval, gap: 3.5 * page.interval });
+  }
+  requestDraw();
+}
+
+function setPaused(paused) {
+  page.paused = paused;
+  page.frozenRange = paused ? xRange() : null;
+  const button = $("pause");
+  button.setAttribute("aria-pressed", String(paused));
+  button.querySelector("span").textContent = paused ? "Resume" : "Pause";
+  document.body.classList.toggle("paused", paused);
+  if (!paused) {
+    trim();
+    requestDraw();
+  }
+}
+
+$("window").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-seconds]");
+  if (button) selectWindow(Number(button.dataset.seconds));
+});
+$("pause").addEventListener("click", () => setPaused(!page.paused));
+$("process-sort").addEventListener("click", (event) => {
+  const button = event.target.closest("button[data-key]");
+  if (!button) return;
+  processSort = button.dataset.key;
+  for (const b of $("process-sort").querySelectorAll("button")) {
+    b.setAttribute("aria-checked", String(b === button));
+  }
+  drawProcesses(page.latest.processes);
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === " " && event.target === document.body) {
+    event.preventDefault();
+    setPaused(!page.paused);
+  }
+});
+
+const darkQuery = matchMedia("(prefers-color-scheme: dark)");
+darkQuery.addEventListener("change", () => {
+  page.theme = theme();
+  for (const card of page.cards.values()) card.restyle(page.timeline);
+  requestDraw();
+});
+
+// ---- Host selection (fleet mode) ----
+
+function selectHost(host) {
+  if (host === page.host) return;
+  page.host = host;
+  page.timeline = new Timeline();
+  page.latest = {};
+  page.receivedAt = null;
+  for (const card of page.cards.values()) card.destroy();
+  page.cards.clear();
+  $("host").textContent = host ?? location.host;
+  stream.close();
+  stream.start();
+}
+
+// ---- Start ----
+
+const stream = new Stream({
+  probeUrl: () => metricsUrl(null, "/schema").href,
+  streamUrl,
+  token,
+  onProbe(body) {
+    const schema = new Schema(body);
+    const first = page.schema === null;
+    page.schema = schema;
+    page.groups = subscribedGroups(schema);
+    page.interval = intervalFor(page.window);
+    stream.setStallTimeout(5000 * page.interval);
+    if (first) document.getElementById("processes-title").textContent = schema.title("processes");
+  },
+  onMessage,
+  onState,
+});
+
+page.theme = theme();
+$("host").textContent = location.host;
+selectWindow(page.window);
+addEventListener("online", () => stream.retry());
+stream.start();
+if (hostsBase) new Fleet({
+  hostsBase,
+  fetchJson,
+  metricsUrl,
+  format: (field) => formatter(page.schema?.has(field) ? page.schema.unit(field) : ""),
+  onSelect: selectHost,
+}).start();
+
+// Read-only handle for tests and the heap benchmark.
+window.sysstreamDashboard = {
+  get state() { return stream.state; },
+  get points() { return page.timeline.length; },
+  get series() { return page.timeline.columns.size; },
+  get interval() { return page.interval; },
+  get window() { return page.window; },
+  get firstTimestamp() { return page.timeline.first; },
+  get lastTimestamp() { return page.timeline.last; },
+};

@@ -1,0 +1,99 @@
+// Number formatting per unit kind. The unit of each metric comes from the registry
+// (GET …/metrics/schema); this module only knows how to print each kind of unit.
+
+const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+
+function fixed(value, digits) {
+  return value.toLocaleString(undefined, {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
+}
+
+// Three significant figures keeps the width steady as values move: 9.87, 98.7, 987.
+function sig3(value) {
+  const abs = Math.abs(value);
+  if (abs >= 100 || abs === 0) return fixed(value, 0);
+  if (abs >= 10) return fixed(value, 1);
+  return fixed(value, 2);
+}
+
+export function bytes(value) {
+  let unit = 0;
+  let scaled = value;
+  while (Math.abs(scaled) >= 1024 && unit < BYTE_UNITS.length - 1) {
+    scaled /= 1024;
+    unit += 1;
+  }
+  return unit === 0 ? `${fixed(scaled, 0)} B` : `${sig3(scaled)} ${BYTE_UNITS[unit]}`;
+}
+
+export function duration(seconds) {
+  const s = Math.floor(seconds);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  if (d > 0) return `${d} d ${h} h`;
+  if (h > 0) return `${h} h ${m} min`;
+  if (m > 0) return `${m} min`;
+  return `${s} s`;
+}
+
+function count(value) {
+  if (Math.abs(value) >= 1e6) return `${sig3(value / 1e6)} M`;
+  if (Math.abs(value) >= 1e4) return `${sig3(value / 1e3)} k`;
+  return Number.isInteger(value) ? fixed(value, 0) : sig3(value);
+}
+
+// unit (from the registry) → [format the value, short unit shown next to axis ticks]
+const KINDS = {
+  percent: (v) => `${fixed(v, Math.abs(v) >= 99.95 ? 0 : 1)}%`,
+  bytes: bytes,
+  "bytes/s": (v) => `${bytes(v)}/s`,
+  "operations/s": (v) => `${count(v)} ops/s`,
+  seconds: duration,
+  celsius: (v) => `${fixed(v, 0)} °C`,
+  rpm: (v) => `${fixed(v, 0)} rpm`,
+};
+
+/** A function printing a value of `unit`; null and non-finite values print as an en dash. */
+export function formatter(unit) {
+  const kind = KINDS[unit] ?? ((v) => `${count(v)} ${unit}`);
+  return (value) => (value == null || !Number.isFinite(value) ? "–" : kind(value));
+}
+
+/** Axis tick labels: compact, and with the same number of decimals on every tick. */
+export function axisFormatter(unit) {
+  if (unit === "percent") return (splits) => splits.map((v) => `${fixed(v, 0)}%`);
+  if (unit === "bytes" || unit === "bytes/s") {
+    return (splits) => splits.map((v) => bytes(v).replace(/\.0+ /, " "));
+  }
+  return (splits) => {
+    const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : 1;
+    const digits = step > 0 && step < 1 ? Math.min(3, Math.ceil(-Math.log10(step) - 1e-9)) : 0;
+    return splits.map((v) => (Math.abs(v) >= 1e4 ? count(v) : fixed(v, digits)));
+  };
+}
+
+/** Tick increments for byte axes: 1, 2, 5 steps of each binary unit (1 KiB, 2 KiB, …). */
+export const BYTE_INCREMENTS = [0, 1, 2, 3, 4, 5].flatMap((power) =>
+  [1, 2, 5, 10, 20, 50, 100, 200, 500].map((step) => step * 1024 ** power),
+);
+
+/** Time axis labels: 24-hour hh:mm (hh:mm:ss for the 1 min window), narrow enough for
+ * a tick every minute on a phone. */
+const timeFormats = new Map();
+
+export function timeFormatter(windowSeconds) {
+  const short = windowSeconds <= 60;
+  if (!timeFormats.has(short)) timeFormats.set(short, makeTimeFormatter(short));
+  return timeFormats.get(short);
+}
+
+function makeTimeFormatter(short) {
+  const options = short
+    ? { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }
+    : { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  const format = new Intl.DateTimeFormat(undefined, options);
+  return (splits) => splits.map((t) => format.format(new Date(t * 1000)));
+}

@@ -1,0 +1,144 @@
+"""``sysstream agent``: what it writes to a real Redis, how it rides out an outage, and
+how it refuses bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import redis
+
+from sysstream._agent import Publisher, PublisherState, published_groups
+from sysstream._fleet_wire import HOSTS_KEY, backlog_key, decode_tick, ticks_channel
+from sysstream._registry import GROUPS
+from sysstream._sample import Sample
+
+from .redis_server import RedisServer
+
+SYSSTREAM = [sys.executable, "-m", "sysstream"]
+
+
+def sample(tick: int) -> Sample:
+    return Sample(tick=tick, timestamp=time.time(), values={"cpu": float(tick)})
+
+
+async def test_each_tick_goes_to_the_channel_the_backlog_and_the_host_set(
+    redis_url: str,
+) -> None:
+    with redis.Redis.from_url(redis_url) as client, client.pubsub() as pubsub:
+        pubsub.subscribe(ticks_channel("web1"))
+        assert pubsub.get_message(timeout=5)["type"] == "subscribe"  # type: ignore[index]
+        publisher = Publisher(redis_url, "web1", backlog=3)
+        try:
+            for tick in range(1, 151):
+                assert await publisher.publish(0.5, sample(tick))
+        finally:
+            await publisher.close()
+        message = pubsub.get_message(timeout=5)
+        assert message is not None
+        first = decode_tick(message["data"], host="web1")
+        assert (first.interval, first.sample.values) == (0.5, {"cpu": 1.0})
+        # MAXLEN ~ trims whole stream nodes (100 entries): about the backlog, never all.
+        assert 3 <= client.xlen(backlog_key("web1")) <= 103
+        newest = client.xrevrange(backlog_key("web1"), count=1)[0][1][b"tick"]
+        assert decode_tick(newest).sample.values == {"cpu": 150.0}
+        assert client.zscore(HOSTS_KEY, "web1") == pytest.approx(time.time(), abs=10)
+    assert publisher.published == 150 and publisher.dropped == 0
+
+
+async def test_ticks_are_dropped_while_redis_is_down_then_publishing_resumes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down = RedisServer()  # its port is free until start()
+    publisher = Publisher(down.url, "web1", backlog=10, max_backoff=0.5)
+    try:
+        with caplog.at_level(logging.WARNING, logger="sysstream"):
+            assert not await publisher.publish(1.0, sample(1))
+            assert not await publisher.publish(1.0, sample(2))  # within the backoff delay
+        assert publisher.state is PublisherState.DISCONNECTED and publisher.dropped == 2
+        warnings = [r.getMessage() for r in caplog.records]
+        assert len(warnings) == 1 and "agent web1: redis at redis://127.0.0.1:" in warnings[0]
+        down.start()
+        try:
+            async with asyncio.timeout(10):
+                tick = 3
+                while not await publisher.publish(1.0, sample(tick)):
+                    tick += 1
+                    await asyncio.sleep(0.05)
+            assert publisher.state is PublisherState.CONNECTED
+            with down.client() as client:
+                assert client.xlen(backlog_key("web1")) == 1
+        finally:
+            down.kill()
+    finally:
+        await publisher.close()
+
+
+def test_agents_publish_the_groups_kept_in_history() -> None:
+    groups = published_groups(frozenset(GROUPS))
+    assert groups == {name for name, group in GROUPS.items() if group.history}
+    assert {"cpu", "memory", "disk"} <= groups
+    assert "processes" not in groups
+
+
+async def test_the_agent_process_publishes_and_exits_cleanly_on_sigterm(redis_url: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *SYSSTREAM,
+        *("agent", "--redis", redis_url, "--host-id", "proc1", "--interval", "0.1"),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(15):
+        while b"publishing to" not in (line := await process.stderr.readline()):
+            assert line, "agent exited before publishing"
+    process.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(process.wait(), 10) == 0
+    with redis.Redis.from_url(redis_url) as client:
+        assert client.xlen(backlog_key("proc1")) >= 1
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        ([], {}, "invalid --redis-url / SYSSTREAM_REDIS_URL: Field required"),
+        (["--redis", "http://h"], {}, "expected a redis://, rediss:// or unix:// URL"),
+        (["--redis", "redis://h:port"], {}, "expected a redis:// or rediss:// URL"),
+        ([], {"SYSSTREAM_REDIS_URL": "redis://"}, "expected a host in the Redis URL"),
+        (["--redis", "redis://h", "--host-id", "a:b"], {}, "expected a host id of 1-64"),
+        (["--redis", "redis://h", "--interval", "0"], {}, "invalid --interval"),
+        (["--redis", "redis://h", "--backlog", "x"], {}, "invalid --backlog"),
+    ],
+)
+def test_bad_agent_input_fails_with_one_line(
+    args: list[str], env: dict[str, str], expected: str
+) -> None:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SYSSTREAM_")}
+    result = subprocess.run(
+        [*SYSSTREAM, "agent", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**clean, **env},
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
+
+
+def test_serve_refuses_a_bad_redis_url_with_one_line() -> None:
+    result = subprocess.run(
+        [*SYSSTREAM, "serve", "--port", "0", "--redis", "redis://:pw@h:99999"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "invalid --redis-url / SYSSTREAM_REDIS_URL: expected a redis://" in result.stderr
+    assert "redis://:***@h:99999" in result.stderr and ":pw@" not in result.stderr

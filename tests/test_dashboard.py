@@ -1,0 +1,278 @@
+"""The dashboard in a real headless Chromium against real servers (Debian's ``chromium``)."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+import pytest_asyncio
+from fastapi import FastAPI
+
+import sysstream
+from sysstream._dashboard import STATIC_DIR
+
+from .conftest import RunningServer, start_server, stop_server
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TOKEN = "dashboard-test-token-0123456789"
+WAIT = 15_000  # ms, for every browser-side wait
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run does)"
+)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def browser() -> AsyncIterator[Any]:
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield browser
+        await browser.close()
+
+
+class Page:
+    """A page with everything it requested and every console error recorded."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        page.on("request", lambda request: self.requests.append(request.url))
+        page.on("websocket", lambda ws: self.requests.append(ws.url))
+        page.on(
+            "console",
+            lambda message: message.type == "error" and self.errors.append(message.text),
+        )
+        page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    async def wait_state(self, state: str) -> None:
+        await self.page.wait_for_selector(f'#status[data-state="{state}"]', timeout=WAIT)
+
+    async def dashboard(self, expression: str) -> Any:
+        return await self.page.evaluate(f"window.sysstreamDashboard.{expression}")
+
+    async def wait_until(self, expression: str) -> None:
+        # A function, not a bare expression: Playwright evals expressions, which the page's
+        # Content-Security-Policy (script-src 'self') forbids.
+        await self.page.wait_for_function(f"() => {expression}", timeout=WAIT)
+
+    def off_origin(self, origin: str) -> list[str]:
+        netloc = urlsplit(origin).netloc
+        return [url for url in self.requests if urlsplit(url).netloc != netloc]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def open_page(browser: Any) -> AsyncIterator[Callable[..., Any]]:
+    contexts: list[Any] = []
+
+    async def open_(url: str, *, color_scheme: str = "light", width: int = 1280) -> Page:
+        context = await browser.new_context(
+            color_scheme=color_scheme, viewport={"width": width, "height": 900}
+        )
+        contexts.append(context)
+        page = Page(await context.new_page())
+        await page.page.goto(url, timeout=WAIT)
+        return page
+
+    yield open_
+    for context in contexts:
+        await context.close()
+
+
+async def test_page_fills_from_history_then_streams_without_leaving_the_server(
+    server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
+) -> None:
+    server = server_factory(interval=0.1)
+    await server.wait_until(lambda: len(server.hub.history) >= 90)
+    page = await open_page(server.http_url + "/")
+    await page.wait_state("live")
+    # The first draw already holds the history: no empty first minute. (The 5 min window
+    # at a 0.1 s tick is drawn from every 3rd tick, to stay under 1200 points.)
+    assert await page.dashboard("interval") == pytest.approx(0.3)
+    await page.wait_until("window.sysstreamDashboard.points >= 25")
+    for panel in ("cpu", "cores", "memory", "load", "net", "disk_io", "mounts"):
+        assert await page.page.locator(f"#card-{panel} canvas").count() == 1, panel
+    first = await page.dashboard("lastTimestamp")
+    shown = await page.page.text_content("#last-update")
+    await page.wait_until(f"window.sysstreamDashboard.lastTimestamp > {first} + 0.5")
+    await page.page.wait_for_function(
+        "(shown) => document.querySelector('#last-update').textContent !== shown",
+        arg=shown,
+        timeout=WAIT,
+    )
+    busy = await page.page.text_content("#card-cpu .stat.primary .num")
+    assert busy is not None and busy.replace(".", "").isdigit()
+    assert await page.page.locator("#process-rows tr td.name:not(:empty)").count() > 0
+    assert page.errors == []
+    assert page.off_origin(server.http_url) == []
+    assert any("/api/system/metrics?" in url for url in page.requests)
+
+
+async def test_labels_and_units_come_from_the_registry(
+    server: RunningServer, open_page: Callable[..., Any]
+) -> None:
+    page = await open_page(server.http_url + "/")
+    await page.wait_state("live")
+    schema = httpx.get(server.http_url + "/api/system/metrics/schema", timeout=5).json()
+    for panel, group in (("cpu", "cpu"), ("load", "load"), ("net", "net"), ("mounts", "mounts")):
+        title = await page.page.text_content(f"#card-{panel} h2")
+        assert title == schema["groups"][group]["title"]
+    await page.wait_until(
+        "document.querySelector('#card-net .stat.primary .unit').textContent.endsWith('/s')"
+    )
+
+
+async def test_window_choice_resubscribes_at_a_coarser_interval(
+    server: RunningServer, open_page: Callable[..., Any]
+) -> None:
+    page = await open_page(server.http_url + "/")
+    await page.wait_state("live")
+    await page.page.click('#window button[data-seconds="3600"]')
+    # 3600 s at a 0.2 s tick would be 18 000 points: the page asks for every 3rd tick (0.6 s).
+    assert await page.dashboard("interval") == pytest.approx(0.6)
+    await server.wait_until(lambda: any(view.every == 3 for view in server.hub._views_of.values()))
+    await page.page.click('#window button[data-seconds="60"]')
+    await server.wait_until(lambda: all(view.every == 1 for view in server.hub._views_of.values()))
+    assert page.errors == []
+
+
+async def test_pause_freezes_the_charts_and_resume_catches_up(
+    server: RunningServer, open_page: Callable[..., Any]
+) -> None:
+    page = await open_page(server.http_url + "/")
+    await page.wait_state("live")
+    await page.page.click("#pause")
+    frozen = await page.page.text_content("#last-update")
+    before = await page.dashboard("lastTimestamp")
+    await page.wait_until(f"window.sysstreamDashboard.lastTimestamp > {before} + 1")
+    assert await page.page.text_content("#last-update") == frozen  # data kept, display frozen
+    await page.page.click("#pause")
+    await page.page.wait_for_function(
+        "(frozen) => document.querySelector('#last-update').textContent !== frozen",
+        arg=frozen,
+        timeout=WAIT,
+    )
+
+
+async def test_page_reconnects_after_a_server_restart_and_backfills(
+    open_page: Callable[..., Any],
+) -> None:
+    first = start_server(interval=0.1)
+    try:
+        page = await open_page(first.http_url + "/")
+        await page.wait_state("live")
+        await page.wait_until("window.sysstreamDashboard.points >= 5")
+    finally:
+        stop_server(first)
+    await page.wait_state("reconnecting")
+    assert "Reconnecting" in (await page.page.text_content("#status-text") or "")
+    assert await page.page.is_visible("#notice")
+    last_before = await page.dashboard("lastTimestamp")
+
+    second = start_server(interval=0.1, port=first.port)
+    try:
+        await page.wait_state("live")
+        await page.wait_until(f"window.sysstreamDashboard.lastTimestamp > {last_before} + 0.5")
+        assert not await page.page.is_visible("#notice")
+        # The gap is bridged by a null point (the line breaks), not drawn as a straight line.
+        assert await page.dashboard("points") > 5
+        console = [e for e in page.errors if "ERR_CONNECTION_REFUSED" not in e]
+        assert console == [] or all("WebSocket" in e for e in console)
+    finally:
+        stop_server(second)
+
+
+async def test_token_prompt_then_the_page_keeps_working(
+    server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
+) -> None:
+    server = server_factory(interval=0.2, token=TOKEN)
+    # The page itself has no secret: it loads without a token; the API does not.
+    assert httpx.get(server.http_url + "/", timeout=5).status_code == 200
+    assert httpx.get(server.http_url + "/api/system/metrics", timeout=5).status_code == 401
+    page = await open_page(server.http_url + "/")
+    await page.wait_state("unauthorized")
+    await page.page.wait_for_selector("#token-dialog[open]", timeout=WAIT)
+    await page.page.fill("#token-input", "wrong-token-wrong-token-0000")
+    await page.page.click("#token-dialog button[type=submit]")
+    await page.page.wait_for_selector("#token-error:not([hidden])", timeout=WAIT)
+    await page.page.fill("#token-input", TOKEN)
+    await page.page.click("#token-dialog button[type=submit]")
+    await page.wait_state("live")
+    await page.wait_until("window.sysstreamDashboard.points >= 2")
+    # Kept for the tab: a reload asks nothing and goes live again.
+    await page.page.reload()
+    await page.wait_state("live")
+    assert not await page.page.is_visible("#token-dialog")
+
+
+async def test_dark_theme_follows_the_system(
+    server: RunningServer, open_page: Callable[..., Any]
+) -> None:
+    page = await open_page(server.http_url + "/", color_scheme="dark")
+    await page.wait_state("live")
+    background = await page.page.evaluate("getComputedStyle(document.body).backgroundColor")
+    red, green, blue = (int(c) for c in background[background.index("(") + 1 : -1].split(","))
+    assert red + green + blue < 3 * 60, background
+    await page.page.wait_for_selector("#card-cpu canvas", timeout=WAIT)
+    assert page.errors == []
+
+
+async def test_phone_width_has_no_horizontal_scroll(
+    server: RunningServer, open_page: Callable[..., Any]
+) -> None:
+    page = await open_page(server.http_url + "/", width=390)
+    await page.wait_state("live")
+    await page.page.wait_for_selector("#card-mounts canvas", timeout=WAIT)
+    width = await page.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390
+
+
+async def test_dashboard_under_a_prefix_in_an_embedding_app(
+    server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
+) -> None:
+    app = FastAPI()
+    app.include_router(sysstream.router(sysstream.load_settings(interval=0.2)), prefix="/api/system")
+    app.include_router(sysstream.dashboard(api="/api/system"), prefix="/ops/dashboard")
+    server = server_factory(app)
+    page = await open_page(server.http_url + "/ops/dashboard/")
+    await page.wait_state("live")
+    await page.wait_until("window.sysstreamDashboard.points >= 2")
+    assert page.errors == []
+    assert any("/api/system/metrics?" in url for url in page.requests)
+
+
+def test_static_files_are_served_with_revalidation_and_without_traversal(
+    server: RunningServer,
+) -> None:
+    with httpx.Client(base_url=server.http_url, timeout=5) as client:
+        page = client.get("/")
+        assert "default-src 'self'" in page.headers["content-security-policy"]
+        script = client.get("/static/app.js")
+        assert script.status_code == 200
+        assert "javascript" in script.headers["content-type"]
+        again = client.get("/static/app.js", headers={"If-None-Match": script.headers["etag"]})
+        assert again.status_code == 304
+        assert client.get("/static/../_dashboard.py").status_code == 404
+        assert client.get("/static/%2e%2e/_dashboard.py").status_code == 404
+        uplot = client.get("/static/vendor/uplot/uPlot.esm.js")
+        version = (STATIC_DIR / "vendor/uplot/VERSION").read_text().strip()
+        assert f"(v{version})" in uplot.text
+
+
+def test_dashboard_rejects_a_relative_api_path() -> None:
+    with pytest.raises(ValueError, match="expected an absolute api path"):
+        sysstream.dashboard(api="api/system")

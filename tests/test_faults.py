@@ -1,0 +1,326 @@
+"""Faults and bad input cost nothing: hung collectors, stalled readers, oversized frames,
+fuzzed control messages, stop signals and connection churn, each against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from websockets.exceptions import ConnectionClosed
+
+from sysstream import create_app, load_settings
+from sysstream._collectors import build_collectors
+from sysstream._source import LocalSource
+
+from .conftest import RunningServer, receive_json, ws_client
+
+SYSSTREAM = [sys.executable, "-m", "sysstream"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse_timestamp(text: str) -> float:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# A collector that hangs
+
+
+class HangingCollector:
+    """Blocks while ``release`` is unset, like a read of a dead NFS mount."""
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.release.set()
+
+    def collect(self, now: float) -> float:
+        self.release.wait(30)
+        return 7.0
+
+
+class RaisingCollector:
+    def collect(self, now: float) -> float:
+        raise OSError("sensor unplugged")
+
+
+async def test_hung_and_raising_collectors_do_not_block_the_tick(server_factory: Any) -> None:
+    collectors = dict(build_collectors(disk_path="/"))
+    hanging = HangingCollector()
+    collectors["disk"] = hanging
+    collectors["memory"] = RaisingCollector()
+    settings_ = load_settings(interval=0.2, port=0)
+    source = LocalSource(collectors, interval=settings_.interval)
+    server = server_factory(create_app(settings_, source=source), interval=0.2)
+    try:
+        async with ws_client(server.ws_url()) as first, ws_client(server.ws_url()) as second:
+            assert (await receive_json(first))["disk"] == 7.0
+            hanging.release.clear()
+            messages = [await receive_json(first, timeout=1) for _ in range(8)]
+            hung = [m for m in messages if m["disk"] is None]
+            assert len(hung) >= 5
+            assert hung[0]["errors"]["disk"].startswith("Metric collection failed: timed out after")
+            assert all(m["errors"]["memory"].endswith("sensor unplugged") for m in messages)
+            assert all(isinstance(m["cpu"], float) for m in messages)  # the others flow
+            stamps = [parse_timestamp(m["timestamp"]) for m in messages]
+            gaps = [b - a for a, b in itertools.pairwise(stamps)]
+            assert max(gaps) < 0.3, gaps  # the hung read never delays a tick
+            # The other client is served the same ticks, and a newcomer is accepted.
+            assert (await receive_json(second, timeout=1))["disk"] is None
+            async with ws_client(server.ws_url()) as third:
+                assert "cpu" in await receive_json(third, timeout=1)
+            hanging.release.set()  # the mount comes back
+            async with asyncio.timeout(5):
+                while (await receive_json(first))["disk"] != 7.0:
+                    pass
+    finally:
+        hanging.release.set()
+    assert server.log.errors() == []
+
+
+# Stalled readers
+
+
+def raw_handshake(port: int, path: str = "/api/system/metrics") -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(1)  # byte by byte: leave every frame after it unread
+    assert response.startswith(b"HTTP/1.1 101"), response
+    return sock
+
+
+async def test_three_stalled_among_two_hundred(server_factory: Any) -> None:
+    stall_timeout = 1.0
+    server: RunningServer = server_factory(interval=0.1, stall_timeout=stall_timeout)
+    healthy = 197
+    async with asyncio.timeout(60):
+        connections = [ws_client(server.ws_url()) for _ in range(healthy)]
+        sockets = await asyncio.gather(*(c.__aenter__() for c in connections))
+        stamps: list[list[float]] = [[] for _ in sockets]
+        stop = asyncio.Event()
+
+        async def read(index: int, websocket: Any) -> None:
+            while not stop.is_set():
+                message = await receive_json(websocket, timeout=2)
+                stamps[index].append(parse_timestamp(message["timestamp"]))
+
+        readers = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(sockets)]
+        stalled: list[socket.socket] = []
+        try:
+            await server.wait_until(lambda: server.hub.clients == healthy)
+            stalled = [await asyncio.to_thread(raw_handshake, server.port) for _ in range(3)]
+            since = asyncio.get_running_loop().time()
+            await server.wait_until(lambda: server.hub.clients == healthy + 3)
+            await server.wait_until(lambda: server.hub.clients == healthy, timeout=10)
+            dropped_after = asyncio.get_running_loop().time() - since
+            await asyncio.sleep(0.5)  # a few more ticks for everyone still connected
+            stop.set()
+            await asyncio.gather(*readers)
+        finally:
+            stop.set()
+            for task in readers:
+                task.cancel()
+            for sock in stalled:
+                sock.close()
+            await asyncio.gather(*(c.__aexit__(None, None, None) for c in connections))
+    # Unanswered keepalive after stall_timeout/2, aborted after the other half; the slack
+    # is for a loaded 2-core machine running 200 clients in the same process.
+    assert dropped_after < stall_timeout + 0.6, dropped_after
+    for client in stamps:
+        assert len(client) >= 10
+        gaps = [b - a for a, b in itertools.pairwise(client)]
+        assert max(gaps) < 0.15, "a healthy client missed a tick"
+
+
+# Oversized frames
+
+
+@pytest.mark.parametrize("ws_protocol", [None, "websockets-sansio"])
+async def test_frames_over_4_kib_are_closed_with_1009(
+    server_factory: Any, ws_protocol: str | None
+) -> None:
+    server: RunningServer = server_factory(interval=0.2, ws_protocol=ws_protocol)
+    async with ws_client(server.ws_url(), max_size=None) as websocket:
+        await websocket.send("x" * 4096)  # at the limit: an error reply, still connected
+        assert "error" in await receive_json(websocket)
+        await websocket.send(b"x" * 4097)
+        async with asyncio.timeout(5):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await websocket.recv()
+        assert websocket.close_code == 1009
+    await server.wait_until(lambda: server.hub.clients == 0)
+    async with ws_client(server.ws_url()) as other:
+        assert "cpu" in await receive_json(other)
+
+
+# Fuzzing the control protocol
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+subscribes = st.fixed_dictionaries(
+    {"type": st.sampled_from(["subscribe", "Subscribe", "", "unsubscribe"])},
+    optional={
+        "fields": st.one_of(
+            st.lists(st.sampled_from(["cpu", "net", "load", "bogus", ""]), max_size=16),
+            json_values,
+        ),
+        "interval": st.one_of(
+            st.integers(min_value=-(2**80), max_value=2**80), st.floats(), json_values
+        ),
+    },
+)
+
+
+def _deep(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+frames = st.one_of(
+    st.binary(max_size=300),  # binary frames
+    st.text(max_size=300),  # arbitrary text
+    json_values.map(lambda value: orjson.dumps(value).decode()),
+    subscribes.map(lambda value: json.dumps(value, allow_nan=True)),  # NaN/Infinity too
+    st.integers(min_value=1, max_value=2000).map(_deep),  # deep JSON, up to the 4 KiB limit
+    st.integers(min_value=300, max_value=4000).map(lambda n: "9" * n),  # huge numbers
+)
+
+
+def test_control_protocol_fuzz(server_factory: Any) -> None:
+    server: RunningServer = server_factory(interval=0.1)
+
+    async def exchange(messages: list[str | bytes]) -> None:
+        async with ws_client(server.ws_url()) as websocket:
+            for message in messages:
+                await websocket.send(message)
+                reply = await receive_json(websocket, timeout=5)
+                while "error" not in reply and reply.get("type") != "subscribed":
+                    reply = await receive_json(websocket, timeout=5)  # a data message
+                if "error" in reply:
+                    assert isinstance(reply["error"], str) and reply["timestamp"].endswith("Z")
+            # Still streaming: the client is not stuck.
+            assert "timestamp" in await receive_json(websocket, timeout=5)
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(st.lists(frames, min_size=1, max_size=6))
+    def fuzz(messages: list[str | bytes]) -> None:
+        asyncio.run(exchange(messages))
+
+    fuzz()
+    asyncio.run(_wait_until(server, lambda: server.hub.clients == 0))
+    assert server.log.errors() == []
+    assert server.call(lambda: server.hub.state.value) == "running"
+
+
+async def _wait_until(server: RunningServer, predicate: Any) -> None:
+    await server.wait_until(predicate)
+
+
+# Stop signals
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_stop_signal_closes_every_client_with_1001(stop: signal.Signals) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *SYSSTREAM, "serve", "--port", "0", "--interval", "0.2", "--log-level", "warning",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    try:
+        port = await _listening_port(process.pid)
+        url = f"ws://127.0.0.1:{port}/api/system/metrics"
+        clients = 100
+        async with asyncio.timeout(30):
+            connections = [ws_client(url) for _ in range(clients)]
+            sockets = await asyncio.gather(*(c.__aenter__() for c in connections))
+            await asyncio.gather(*(receive_json(ws) for ws in sockets))
+        loop = asyncio.get_running_loop()
+
+        async def closed_at(websocket: Any) -> tuple[int | None, float]:
+            try:
+                while True:
+                    await websocket.recv()
+            except ConnectionClosed:
+                return websocket.close_code, loop.time()
+
+        waiters = [asyncio.create_task(closed_at(ws)) for ws in sockets]
+        sent = loop.time()
+        process.send_signal(stop)
+        results = await asyncio.wait_for(asyncio.gather(*waiters), 10)
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert {code for code, _ in results} == {1001}
+    assert max(at for _, at in results) - sent < 2.0
+    stderr = (await process.stderr.read()).decode()
+    assert "Traceback" not in stderr, stderr
+
+
+async def _listening_port(pid: int) -> int:
+    """The TCP port ``pid`` listens on (the server logs below info-level here)."""
+    import psutil
+
+    async with asyncio.timeout(15):
+        while True:
+            ports = [
+                c.laddr.port
+                for c in psutil.Process(pid).net_connections("tcp")
+                if c.status == psutil.CONN_LISTEN
+            ]
+            if ports:
+                return ports[0]
+            await asyncio.sleep(0.05)
+
+
+# Churn
+
+
+def test_short_churn_returns_fds_and_memory() -> None:
+    """The soak of benchmarks/churn.py, shortened: 3,000 connections of every kind."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "churn.py"), "--connections", "3000", "--json"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["connections"] == 3000
+    assert report["errors"] == 0, report
+    assert set(report["kinds"]) == {"clean", "reset", "half_open", "abrupt"}
+    assert report["end"]["fds"] <= report["start"]["fds"] * 1.1, report
+    assert report["end"]["rss_bytes"] <= report["start"]["rss_bytes"] * 1.1, report
+    assert report["end"]["clients"] == 0
+    assert not re.search(r"Traceback|ERROR", report["server_log_tail"]), report

@@ -1,0 +1,266 @@
+"""Fleet mode end to end: real redis-server, real agents (tasks and processes), real hubs
+(uvicorn on port 0) and real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from websockets.exceptions import InvalidStatus
+
+from sysstream._agent import load_agent_settings, run_agent
+from sysstream._fleet_wire import encode_tick, ticks_channel
+from sysstream._sample import Sample
+
+from .conftest import RunningServer, receive_json, ws_client
+from .redis_server import RedisServer
+
+INTERVAL = 0.2
+Factory = Callable[..., RunningServer]
+
+
+@asynccontextmanager
+async def agent(url: str, host: str, interval: float = INTERVAL) -> AsyncIterator[None]:
+    """An agent as a task on the test's loop."""
+    settings = load_agent_settings(redis_url=url, host_id=host, interval=interval)
+    task = asyncio.create_task(run_agent(settings))
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@asynccontextmanager
+async def agent_process(url: str, host: str) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``sysstream agent`` as a user runs it, stopped with SIGTERM."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "sysstream", "agent", "--redis", url),
+        *("--host-id", host, "--interval", str(INTERVAL)),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(15):
+            while b"publishing to" not in (line := await process.stderr.readline()):
+                assert line, "agent exited before publishing"
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(process.wait(), 10)
+
+
+def hub(server_factory: Factory, url: str) -> RunningServer:
+    return server_factory(redis_url=url, interval=INTERVAL, history_seconds=60)
+
+
+async def hosts_of(server: RunningServer) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as client:
+        response = await client.get("/api/hosts")
+    assert response.status_code == 200
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def wait_for_status(server: RunningServer, wanted: dict[str, str]) -> dict[str, Any]:
+    """Poll ``GET /api/hosts`` until each host in ``wanted`` has the wanted status."""
+    async with asyncio.timeout(15):
+        while True:
+            body = await hosts_of(server)
+            status = {entry["id"]: entry["status"] for entry in body["hosts"]}
+            if all(status.get(host) == value for host, value in wanted.items()):
+                return body
+            await asyncio.sleep(0.05)
+
+
+async def receive_until(
+    websocket: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15
+) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            message: dict[str, Any] = await receive_json(websocket, timeout)
+            if predicate(message):
+                return message
+
+
+def is_data(message: dict[str, Any]) -> bool:
+    return isinstance(message.get("cpu"), int | float) and "error" not in message
+
+
+async def test_two_agents_are_listed_and_streamed(redis_url: str, server_factory: Factory) -> None:
+    server = hub(server_factory, redis_url)
+    async with agent_process(redis_url, "web1"), agent_process(redis_url, "db1"):
+        body = await wait_for_status(server, {"web1": "online", "db1": "online"})
+        assert body["redis"] == "connected"
+        assert [entry["id"] for entry in body["hosts"]] == ["db1", "web1"]
+        for entry in body["hosts"]:
+            assert entry["interval"] == INTERVAL and entry["last_seen"].endswith("Z")
+            assert all(0 <= entry[name] <= 100 for name in ("memory", "disk"))
+        for host in ("web1", "db1"):
+            url = server.ws_url(f"/api/hosts/{host}/metrics?fields=cpu,load")
+            async with ws_client(url) as websocket:
+                message = await receive_until(websocket, is_data)
+                assert list(message) == ["cpu", "load", "timestamp"]
+                assert message["load"]["load1"] >= 0
+                await websocket.send('{"type": "subscribe", "fields": ["memory"]}')
+                reply = await receive_until(websocket, lambda m: m.get("type") == "subscribed")
+                assert reply["fields"] == ["memory"]
+                after = await receive_until(websocket, lambda m: "memory" in m)
+                assert list(after) == ["memory", "timestamp"]
+
+
+async def test_two_hubs_serve_the_same_host(redis_url: str, server_factory: Factory) -> None:
+    first, second = hub(server_factory, redis_url), hub(server_factory, redis_url)
+    async with agent(redis_url, "web1"):
+        for server in (first, second):
+            await wait_for_status(server, {"web1": "online"})
+        async with (
+            ws_client(first.ws_url("/api/hosts/web1/metrics")) as one,
+            ws_client(second.ws_url("/api/hosts/web1/metrics")) as two,
+        ):
+            seen: list[list[str]] = []
+            for websocket in (one, two):
+                stamps = [(await receive_until(websocket, is_data))["timestamp"] for _ in range(8)]
+                assert stamps == sorted(set(stamps)), "each tick once, in order"
+                seen.append(stamps)
+            # Both hubs relay the agent's ticks: the same sample times, not their own.
+            assert len(set(seen[0]) & set(seen[1])) >= 4
+
+
+async def test_a_hub_that_starts_late_backfills_history(
+    redis_url: str, server_factory: Factory
+) -> None:
+    async with agent(redis_url, "web1"):
+        with redis.Redis.from_url(redis_url) as client:
+            async with asyncio.timeout(10):
+                while client.xlen("sysstream:web1:backlog") < 8:
+                    await asyncio.sleep(0.05)
+        server = hub(server_factory, redis_url)
+        await wait_for_status(server, {"web1": "online"})
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+            response = await http.get("/api/hosts/web1/metrics/history?seconds=60&fields=cpu,net")
+        body = response.json()
+        assert response.status_code == 200 and body["fields"] == ["cpu", "net"]
+        assert len(body["timestamps"]) >= 8 and body["timestamps"] == sorted(body["timestamps"])
+        assert len(body["values"]["net"]) == len(body["timestamps"])
+        async with ws_client(server.ws_url("/api/hosts/web1/metrics?history=60")) as websocket:
+            history = await receive_json(websocket)
+            assert history["type"] == "history" and len(history["timestamps"]) >= 8
+            assert is_data(await receive_until(websocket, is_data))
+
+
+async def test_redis_killed_and_restarted_mid_stream(
+    redis_url: str, redis_server: RedisServer, server_factory: Factory
+) -> None:
+    server = hub(server_factory, redis_url)
+    async with agent(redis_url, "web1"):
+        await wait_for_status(server, {"web1": "online"})
+        async with ws_client(server.ws_url("/api/hosts/web1/metrics")) as websocket:
+            await receive_until(websocket, is_data)
+            redis_server.kill()
+            error = await receive_until(websocket, lambda m: "error" in m)
+            assert list(error) == ["error", "timestamp"]
+            assert error["error"].startswith("Metric collection failed: ")
+            assert "source unavailable: redis connection lost" in error["error"]
+            assert (await hosts_of(server))["redis"] == "disconnected"
+            redis_server.start()  # same port, empty
+            await receive_until(websocket, is_data, timeout=30)
+            await wait_for_status(server, {"web1": "online"})
+        assert (await hosts_of(server))["redis"] == "connected"
+
+
+async def test_a_stopped_agent_goes_offline_and_comes_back(
+    redis_url: str, server_factory: Factory
+) -> None:
+    server = hub(server_factory, redis_url)
+    async with contextlib.AsyncExitStack() as first_agent:
+        await first_agent.enter_async_context(agent(redis_url, "web1"))
+        await wait_for_status(server, {"web1": "online"})
+        async with ws_client(server.ws_url("/api/hosts/web1/metrics")) as websocket:
+            await receive_until(websocket, is_data)
+            await first_agent.aclose()  # the agent stops; the client stays
+            error = await receive_until(websocket, lambda m: "error" in m)
+            assert "source unavailable: host web1 offline: no tick for" in error["error"]
+            await wait_for_status(server, {"web1": "offline"})
+            async with agent(redis_url, "web1"):
+                await receive_until(websocket, is_data)
+                await wait_for_status(server, {"web1": "online"})
+    messages = [r.getMessage() for r in server.log.records]
+    assert "host web1 offline (no tick for 3 intervals)" in messages
+
+
+async def test_a_malformed_message_is_logged_once_and_skipped(
+    redis_url: str, server_factory: Factory
+) -> None:
+    server = hub(server_factory, redis_url)
+    async with agent(redis_url, "web1"):
+        await wait_for_status(server, {"web1": "online"})
+        async with ws_client(server.ws_url("/api/hosts/web1/metrics")) as websocket:
+            await receive_until(websocket, is_data)
+            forged = encode_tick("web2", 1.0, Sample(1, 1.0, {"cpu": 1.0}))
+            with redis.Redis.from_url(redis_url) as client:
+                for _ in range(3):
+                    client.publish(ticks_channel("web1"), b"{not json")
+                client.publish(ticks_channel("web1"), forged)  # another host's tick
+                client.publish("sysstream:bad host:ticks", b"{}")
+            # The stream goes on past them.
+            for _ in range(3):
+                await receive_until(websocket, is_data)
+    fleet = server.app.state.fleet
+    assert server.call(lambda: fleet.skipped) == 5
+    warnings = [r.getMessage() for r in server.log.records if "malformed" in r.getMessage()]
+    assert len(warnings) == 2, warnings  # web1 once a minute, plus the bad channel
+    assert "from host web1: expected a JSON object, got invalid JSON" in warnings[0]
+    assert [entry["id"] for entry in (await hosts_of(server))["hosts"]] == ["web1"]
+
+
+async def test_an_unknown_host_is_refused_with_404(redis_url: str, server_factory: Factory) -> None:
+    server = hub(server_factory, redis_url)
+    with pytest.raises(InvalidStatus) as refused:
+        async with ws_client(server.ws_url("/api/hosts/nosuch/metrics")):
+            pass
+    assert refused.value.response.status_code == 404
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+        for path in ("/api/hosts/nosuch/metrics", "/api/hosts/nosuch/metrics/history"):
+            response = await http.get(path)
+            assert response.status_code == 404
+            assert response.json()["error"] == "unknown host 'nosuch'"
+
+
+@pytest.fixture(scope="module")
+def password_redis() -> Iterator[RedisServer]:
+    server = RedisServer(password="s3cr3t-pw")
+    server.start()
+    yield server
+    server.kill()
+
+
+async def test_a_password_protected_redis(
+    password_redis: RedisServer, server_factory: Factory
+) -> None:
+    url = password_redis.url
+    assert ":s3cr3t-pw@" in url
+    server = hub(server_factory, url)
+    wrong = hub(server_factory, url.replace("s3cr3t-pw", "wrong"))
+    async with agent(url, "secure1"):
+        await wait_for_status(server, {"secure1": "online"})
+        async with ws_client(server.ws_url("/api/hosts/secure1/metrics")) as websocket:
+            assert is_data(await receive_until(websocket, is_data))
+    assert (await hosts_of(wrong)) | {"timestamp": None} == {
+        "redis": "connecting",
+        "hosts": [],
+        "timestamp": None,
+    }
+    logged = [r.getMessage() for r in wrong.log.records]
+    assert any("redis at redis://:***@127.0.0.1" in line for line in logged), logged
+    assert not any("s3cr3t" in line or "wrong" in line.split("(")[0] for line in logged)
