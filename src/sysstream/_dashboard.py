@@ -20,6 +20,7 @@ from pathlib import Path
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 __all__ = ["STATIC_DIR", "dashboard"]
 
@@ -54,12 +55,13 @@ def dashboard(*, api: str = "/api/system", hosts: str | None = None) -> APIRoute
 
     @routes.get("/")
     async def index(request: Request) -> Response:
-        # The route's own path, e.g. "/" or "/dashboard/", in the app's coordinates (no
-        # root_path), so the relative API path holds however the app itself is mounted.
-        page_dir = request.scope["route"].path
+        # This page's path in the app's own coordinates ("/" or "/ops/dashboard/"; without
+        # the root_path a proxy adds), so the relative API path holds behind any prefix.
+        page_dir = _app_path(request.scope)
         body = page.replace(_API_META, _meta("sysstream-api", posixpath.relpath(api, page_dir)))
         if hosts is not None:
-            body = body.replace(_HOSTS_META, _meta("sysstream-hosts", posixpath.relpath(hosts, page_dir)))
+            hosts_path = posixpath.relpath(hosts, page_dir)
+            body = body.replace(_HOSTS_META, _meta("sysstream-hosts", hosts_path))
         return HTMLResponse(
             body,
             headers={
@@ -79,6 +81,12 @@ def dashboard(*, api: str = "/api/system", hosts: str | None = None) -> APIRoute
         return response
 
     return routes
+
+
+def _app_path(scope: Scope) -> str:
+    path = str(scope["path"])
+    root = str(scope.get("root_path", ""))
+    return path[len(root) :] if root and path.startswith(root) else path
 
 
 def _absolute(name: str, path: str) -> str:

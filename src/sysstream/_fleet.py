@@ -24,7 +24,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ._fleet_hosts import HostRecord, HostStatus
+from ._fleet_hosts import MISSED_INTERVALS, HostRecord, HostStatus
 from ._fleet_source import RemoteSource, is_placeholder
 from ._fleet_wire import (
     HOSTS_KEY,
@@ -175,7 +175,9 @@ class Fleet:
             return "redis connection lost" if self.hosts else "redis not connected"
         now = time.time()
         if record.transition(now) is HostStatus.OFFLINE:
-            logger.warning("host %s offline (no tick for %d intervals)", record.host, 3)
+            logger.warning(
+                "host %s offline (no tick for %d intervals)", record.host, MISSED_INTERVALS
+            )
         return record.silence(now)
 
     def summaries(self) -> list[dict[str, Any]]:

@@ -119,7 +119,7 @@ async def history_response(
     """The body of ``GET /metrics/history`` from the ring and, when there is one, the store."""
     now = time.time()
     if store is not None:
-        limit = max(tier.retention for tier in store.tiers)
+        limit = math.inf  # older than the coarsest tier: what is left, maybe nothing
     elif ring is not None:
         limit = ring.capacity * ring.interval
     else:

@@ -136,7 +136,7 @@ export class Card {
       axes: [
         {
           ...axis,
-          space: 44,
+          space: () => (this.view.window() <= 60 ? 64 : 44), // hh:mm:ss is wider
           size: 26,
           values: (u, splits) => timeFormatter(this.view.window())(splits),
         },
