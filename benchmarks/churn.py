@@ -13,7 +13,9 @@ spread over source addresses 127.0.0.2-17 so TIME_WAIT never exhausts ephemeral 
 
 Reports the server's open descriptors (/proc/<pid>/fd) and RSS (/proc/<pid>/status) cold,
 after a warm-up of 1,000 connections ("start": allocator pools and lazy imports settle
-there) and at the end, once /healthz shows no clients. Loopback only; bounded by
+there) and at the end, once /healthz shows no clients. The server keeps no history
+(``--history-seconds 0``): the history ring fills with time, not with connections, and
+would hide what churn costs. Loopback only; bounded by
 ``--connections`` and ``--max-seconds``; stops by itself. Exit status 1 when the end
 figures are more than 10 % above the start or any connection failed.
 """
@@ -164,7 +166,8 @@ async def soak(connections: int, concurrency: int, max_seconds: float) -> dict[s
     with tempfile.TemporaryFile() as log:
         server = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sysstream", "serve", "--port", "0", "--interval", "0.2",
-            "--log-level", "warning", stdout=subprocess.DEVNULL, stderr=log,
+            "--log-level", "warning", "--history-seconds", "0",
+            stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
         try:
             port = await listening_port(server.pid)

@@ -318,3 +318,16 @@ async def test_kill_9_loses_at_most_the_flush_interval(tmp_path: Path) -> None:
     assert len(kept) >= 2.5 * flush / interval
     # The last flush wrote everything sampled before it; what came after is the loss.
     assert killed - kept[-1] <= flush + interval + 0.5
+
+
+def test_one_data_directory_has_one_writer(
+    open_store: Opened, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = open_store()
+    with caplog.at_level(logging.WARNING, logger="sysstream"):
+        second = open_store()
+    assert first.state is StoreState.RUNNING and second.state is StoreState.DISABLED
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "is in use by another sysstream server" in warning
+    first.close()
+    assert open_store().state is StoreState.RUNNING  # the lock goes with the first store

@@ -32,9 +32,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import orjson
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one server per data dir is on the user
+    fcntl = None  # type: ignore[assignment]
 
 from ._registry import GROUPS
 from ._sample import Sample
@@ -219,6 +224,7 @@ class HistoryStore:
         self._pending_lock = threading.Lock()  # held for an append or a swap, never for I/O
         self._lock = threading.Lock()  # the connection and the rollups
         self._db: sqlite3.Connection | None = None
+        self._owner: IO[bytes] | None = None  # the lock file held while open
         # _rollups[i] builds tier i + 1 from tier i.
         self._rollups = [BucketRollup(tier.resolution) for tier in self.tiers[1:]]
         self._series: set[tuple[str, str]] = set()  # (host, group) pairs, for pruning
@@ -293,6 +299,9 @@ class HistoryStore:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if self._owner is not None:
+                self._owner.close()  # releases the lock
+                self._owner = None
 
     def _write_periodically(self) -> None:
         while not self._stopping.wait(self.flush_interval):
@@ -307,6 +316,7 @@ class HistoryStore:
             raise StoreUnavailable(
                 f"cannot create {self.directory}: {exc.strerror or exc}"
             ) from None
+        self._owner = self._take_ownership()
         try:
             return self._open_checked()
         except _Corrupt as exc:
@@ -323,6 +333,25 @@ class HistoryStore:
                 raise StoreUnavailable(
                     f"{self.path}: corrupt again after a fresh start: {again}"
                 ) from None
+
+    def _take_ownership(self) -> IO[bytes] | None:
+        """One writer per file: two servers sharing a data directory would interleave two
+        machines' (or two intervals') samples under one host id."""
+        if fcntl is None:
+            return None
+        try:
+            owner = open(self.path.with_name(FILE_NAME + ".lock"), "ab")  # noqa: SIM115
+        except OSError as exc:
+            raise StoreUnavailable(f"cannot write {self.path}: {exc.strerror or exc}") from None
+        try:
+            fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner.close()
+            raise StoreUnavailable(
+                f"{self.path} is in use by another sysstream server"
+                " (give each its own --data-dir, or --no-store)"
+            ) from None
+        return owner
 
     def _open_checked(self) -> sqlite3.Connection:
         try:
