@@ -98,7 +98,7 @@ class StreamClient(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is no subclass
         assert self._head is not None
-        transport.write(self._head)
+        self.transport.write(self._head)
         self._head = b""
 
     def data_received(self, data: bytes) -> None:

@@ -13,8 +13,8 @@ import argparse
 import asyncio
 import resource
 import time
-from typing import cast
 from datetime import UTC, datetime
+from typing import cast
 
 import orjson
 import psutil

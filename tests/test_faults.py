@@ -16,7 +16,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -72,13 +71,16 @@ async def test_hung_and_raising_collectors_do_not_block_the_tick(server_factory:
             hung = [m for m in messages if m["disk"] is None]
             assert len(hung) >= 5
             assert hung[0]["errors"]["disk"].startswith("Metric collection failed: timed out after")
-            assert all(m["errors"]["memory"].endswith("sensor unplugged") for m in messages)
+            assert all(m["memory"] is None and "memory" in m["errors"] for m in messages)
+            assert any(m["errors"]["memory"].endswith("sensor unplugged") for m in messages)
             assert all(isinstance(m["cpu"], float) for m in messages)  # the others flow
             stamps = [parse_timestamp(m["timestamp"]) for m in messages]
             gaps = [b - a for a, b in itertools.pairwise(stamps)]
             assert max(gaps) < 0.3, gaps  # the hung read never delays a tick
             # The other client is served the same ticks, and a newcomer is accepted.
-            assert (await receive_json(second, timeout=1))["disk"] is None
+            async with asyncio.timeout(3):  # past the ticks it had buffered
+                while (await receive_json(second, timeout=1))["disk"] is not None:
+                    pass
             async with ws_client(server.ws_url()) as third:
                 assert "cpu" in await receive_json(third, timeout=1)
             hanging.release.set()  # the mount comes back
@@ -145,10 +147,14 @@ async def test_three_stalled_among_two_hundred(server_factory: Any) -> None:
     # Unanswered keepalive after stall_timeout/2, aborted after the other half; the slack
     # is for a loaded 2-core machine running 200 clients in the same process.
     assert dropped_after < stall_timeout + 0.6, dropped_after
+    # Every healthy client saw every tick the hub published while they all listened (a
+    # tick the sampler itself skipped on this loaded machine is missing for everyone).
+    first, last = max(client[0] for client in stamps), min(client[-1] for client in stamps)
+    published = {t for client in stamps for t in client if first <= t <= last}
+    assert len(published) >= 10
     for client in stamps:
-        assert len(client) >= 10
-        gaps = [b - a for a, b in itertools.pairwise(client)]
-        assert max(gaps) < 0.15, "a healthy client missed a tick"
+        missed = published - set(client)
+        assert not missed, f"a healthy client missed {len(missed)} of {len(published)} ticks"
 
 
 # Oversized frames
@@ -207,7 +213,7 @@ def _deep(depth: int) -> str:
 frames = st.one_of(
     st.binary(max_size=300),  # binary frames
     st.text(max_size=300),  # arbitrary text
-    json_values.map(lambda value: orjson.dumps(value).decode()),
+    json_values.map(json.dumps),  # integers past 64 bits included
     subscribes.map(lambda value: json.dumps(value, allow_nan=True)),  # NaN/Infinity too
     st.integers(min_value=1, max_value=2000).map(_deep),  # deep JSON, up to the 4 KiB limit
     st.integers(min_value=300, max_value=4000).map(lambda n: "9" * n),  # huge numbers
