@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import os
 import socket
 import time
 
@@ -36,7 +35,7 @@ from ._fleet_wire import (
 )
 from ._registry import GROUPS
 from ._sample import Sample
-from ._settings import LogLevel, SettingsError, describe_validation_error
+from ._settings import ExistingDirectory, LogLevel, SettingsError, describe_validation_error
 from ._source import LocalSource, describe_exception
 from ._watch import Backoff
 
@@ -70,7 +69,9 @@ class AgentSettings(BaseSettings):
         description="This host's id in the fleet (letters, digits, '.', '_', '-').",
     )
     interval: float = Field(1.0, ge=0.05, le=3600, description="Seconds between samples.")
-    disk_path: str = Field("/", description="Filesystem whose usage the `disk` field reports.")
+    disk_path: ExistingDirectory = Field(
+        "/", description="Filesystem whose usage the `disk` field reports."
+    )
     backlog: int = Field(
         600, ge=1, le=100_000, description="Ticks kept in Redis for hubs that start late."
     )
@@ -85,13 +86,6 @@ class AgentSettings(BaseSettings):
     @classmethod
     def _host_id_is_a_key(cls, value: str) -> str:
         return check_host_id(value)
-
-    @field_validator("disk_path")
-    @classmethod
-    def _disk_path_exists(cls, value: str) -> str:
-        if not os.path.isdir(value):
-            raise ValueError(f"expected an existing directory, got {value!r}")
-        return value
 
 
 def load_agent_settings(**overrides: object) -> AgentSettings:

@@ -124,8 +124,24 @@ def _with_rates(counters: Mapping[str, int], rates: Mapping[str, float | None]) 
     return value
 
 
-def _totals(items: Mapping[str, Mapping[str, int]], names: tuple[str, ...]) -> dict[str, int]:
-    return {name: sum(counters[name] for counters in items.values()) for name in names}
+def _total_and_items(
+    rates: RateTable,
+    items: Mapping[str, Mapping[str, int]],
+    counted: set[str],
+    names: tuple[str, ...],
+    key: str,
+    now: float,
+) -> dict[str, Any]:
+    """Counters and rates summed over the ``counted`` items, with every item under ``key``.
+    Items that vanished are forgotten, so one that comes back starts a fresh baseline."""
+    rates.forget_except(set(items) | {""})
+    total = {name: sum(items[item][name] for item in counted) for name in names}
+    value = _with_rates(total, rates.update("", total, now))
+    value[key] = {
+        item: _with_rates(counters, rates.update(item, counters, now))
+        for item, counters in items.items()
+    }
+    return value
 
 
 class NetCollector:
@@ -147,15 +163,8 @@ class NetCollector:
             )
             for name, c in psutil.net_io_counters(pernic=True).items()
         }
-        self._rates.forget_except(set(interfaces) | {""})
-        external = {name: c for name, c in interfaces.items() if name != "lo"}
-        total = _totals(external, self.NAMES)
-        value = _with_rates(total, self._rates.update("", total, now))
-        value["interfaces"] = {
-            name: _with_rates(counters, self._rates.update(name, counters, now))
-            for name, counters in interfaces.items()
-        }
-        return value
+        external = {name for name in interfaces if name != "lo"}
+        return _total_and_items(self._rates, interfaces, external, self.NAMES, "interfaces", now)
 
 
 def _is_partition(device: str) -> bool:
@@ -184,17 +193,10 @@ class DiskIoCollector:
             for name, c in (psutil.disk_io_counters(perdisk=True, nowrap=False) or {}).items()
             if not name.startswith(("loop", "ram"))
         }
-        self._rates.forget_except(set(devices) | {""})
         for name in devices.keys() - self._partitions.keys():
             self._partitions[name] = _is_partition(name)
-        disks = {name: c for name, c in devices.items() if not self._partitions[name]}
-        total = _totals(disks, self.NAMES)
-        value = _with_rates(total, self._rates.update("", total, now))
-        value["devices"] = {
-            name: _with_rates(counters, self._rates.update(name, counters, now))
-            for name, counters in devices.items()
-        }
-        return value
+        disks = {name for name in devices if not self._partitions[name]}
+        return _total_and_items(self._rates, devices, disks, self.NAMES, "devices", now)
 
 
 class MountsCollector:

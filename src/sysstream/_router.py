@@ -130,10 +130,12 @@ def router(
 
 
 async def latest_response(hub: MetricsHub) -> Response:
-    try:
-        sample = hub.latest or await asyncio.wait_for(hub.wait_for_tick(), 5 * hub.source.interval)
-    except TimeoutError:
-        return Response(encode_error("no sample yet"), status_code=503, media_type=JSON)
+    sample = hub.latest
+    if sample is None:
+        try:
+            sample = await asyncio.wait_for(hub.wait_for_tick(), 5 * hub.source.interval)
+        except TimeoutError:
+            return Response(encode_error("no sample yet"), status_code=503, media_type=JSON)
     return Response(encode_sample(sample, DEFAULT_FIELDS), media_type=JSON)
 
 

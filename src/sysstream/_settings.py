@@ -33,6 +33,15 @@ def _proxy_address(entry: str) -> str:
     return entry
 
 
+def _existing_directory(value: str) -> str:
+    if not os.path.isdir(value):
+        raise ValueError(f"expected an existing directory, got {value!r}")
+    return value
+
+
+ExistingDirectory = Annotated[str, AfterValidator(_existing_directory)]
+
+
 class SettingsError(ValueError):
     """A setting failed validation; ``str()`` is one line naming the setting and the problem."""
 
@@ -45,7 +54,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address to bind.")
     port: int = Field(54112, ge=0, le=65535, description="TCP port; 0 picks a free one.")
     interval: float = Field(1.0, ge=0.05, le=3600, description="Seconds between samples.")
-    disk_path: str = Field("/", description="Filesystem whose usage the `disk` field reports.")
+    disk_path: ExistingDirectory = Field(
+        "/", description="Filesystem whose usage the `disk` field reports."
+    )
     stall_timeout: float = Field(
         10.0, gt=0, le=3600, description="Seconds a client may go without draining before drop."
     )
@@ -94,13 +105,6 @@ class Settings(BaseSettings):
         description="Fleet mode: Redis URL (redis://, rediss://) to serve agents' hosts from.",
         json_schema_extra={"flag_alias": "--redis"},
     )
-
-    @field_validator("disk_path")
-    @classmethod
-    def _disk_path_exists(cls, value: str) -> str:
-        if not os.path.isdir(value):
-            raise ValueError(f"expected an existing directory, got {value!r}")
-        return value
 
     @field_validator("redis_url")
     @classmethod
