@@ -91,10 +91,10 @@ def fleet_router(
             full = Refusal(503, f"server full: {connections.maximum} clients connected")
             await deny_websocket(websocket, full, close_code=TRY_AGAIN_LATER)
             return
-        try:
-            await serve_stream(websocket, remote.hub, stall_timeout=settings.stall_timeout)
-        finally:
-            connections.release()
+        # Held until the client is gone, which may be after serve_stream returns.
+        await serve_stream(
+            websocket, remote.hub, stall_timeout=settings.stall_timeout, on_end=connections.release
+        )
 
     @hosts.get("/{host}/metrics", summary="A host's latest sample, in the stream's format")
     async def latest(host: str) -> Response:

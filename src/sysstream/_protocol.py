@@ -5,6 +5,11 @@ It is uvicorn's websockets-sans-I/O protocol plus what a broadcast server needs:
 * an ASGI scope extension, ``"sysstream.transport"``, through which the stream endpoint
   gets a :class:`~sysstream._sinks.TransportSink` that writes the tick's pre-built frame
   straight to the transport, with back-pressure from ``pause_writing``/``resume_writing``;
+* a handover (``detach`` in the same extension): the endpoint gives the connection a
+  :class:`MessageHandler` (the router's :class:`~sysstream._session.ControlSession`) and
+  returns; the protocol carries the connection from then on, handing it each message and
+  telling it when the connection is lost, so no ASGI task (and none of the framework's
+  suspended coroutines) is kept per connection;
 * a stalled client (keepalive ping unanswered, or held past the stall timeout) is
   aborted at once; a graceful close would wait for a buffer that never drains;
 * keepalive pings from one timer per event loop (:class:`Keepalive`) instead of two timer
@@ -23,17 +28,30 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, Protocol, cast
 
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from ._session import Close, Reply
 from ._sinks import TransportSink
 
-__all__ = ["TRANSPORT_EXTENSION", "WebSocketProtocol"]
+__all__ = ["TRANSPORT_EXTENSION", "MessageHandler", "WebSocketProtocol"]
 
 TRANSPORT_EXTENSION = "sysstream.transport"
 PONG_HEADER = 0x8A  # FIN + pong opcode
 MASKED_PING_PAYLOAD = 0x84  # client frames are masked; our pings carry 4 bytes
+INVALID_DATA = 1007  # a text message that is not UTF-8
+
+
+class MessageHandler(Protocol):
+    """What a detached connection reports to (see :meth:`WebSocketProtocol.detach`)."""
+
+    def receive(self, message: str | bytes) -> Reply | Close:
+        """One complete message (text or binary); returns what to send back."""
+
+    def close(self) -> None:
+        """The connection is gone; called exactly once."""
 
 
 class Inbox:
@@ -58,6 +76,11 @@ class Inbox:
 
     def qsize(self) -> int:
         return len(self._items)
+
+    def drain(self) -> list[Any]:
+        """Take every queued item at once (the app will not ``get`` them)."""
+        items, self._items = self._items, []
+        return items
 
     async def get(self) -> Any:
         while not self._items:
@@ -167,6 +190,7 @@ class Keepalive:
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     sink: TransportSink | None = None
+    handler: MessageHandler | None = None  # set once the app has detached the connection
     _keepalive: Keepalive | None = None
     _bucket: dict[WebSocketProtocol, None] | None = None
     _scan_tail = b""  # a client frame not yet complete: the fast pong path waits for it
@@ -228,7 +252,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # absent when the handshake was refused
         if scope is not None:
-            scope["extensions"][TRANSPORT_EXTENSION] = {"attach": self.attach_sink}
+            extension = {"attach": self.attach_sink, "detach": self.detach}
+            scope["extensions"][TRANSPORT_EXTENSION] = extension
 
     def attach_sink(self, stall_timeout: float) -> TransportSink:
         """Create the fast-path sink for this connection (once the handshake is accepted)."""
@@ -236,6 +261,90 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             raise RuntimeError("expected an accepted WebSocket, got one still in handshake")
         self.sink = TransportSink(self, stall_timeout, self.loop.time)
         return self.sink
+
+    # Handover: the connection carries on without its ASGI task
+
+    def detach(self, handler: MessageHandler) -> None:
+        """Serve the rest of the connection from here, without the ASGI app.
+
+        From now on every complete message goes to ``handler.receive`` and its reply or
+        close is carried out at once, instead of being queued for the app; the connection
+        stays open when the app returns, so the app's task (and the ASGI stack it holds)
+        can end; ``handler.close()`` is called exactly once, when the connection is lost
+        (closed by either side, reset, aborted as stalled, or shut down with the server).
+        """
+        if not self.handshake_complete or self.initial_response is not None:
+            raise RuntimeError("expected an accepted WebSocket, got one still in handshake")
+        if self.handler is not None:
+            raise RuntimeError("expected a connection served by its app, got one detached")
+        if self.disconnected:  # lost while the app was still busy with it
+            handler.close()
+            return
+        self.handler = handler
+        del self.scope  # nothing reads the app's request from here on
+        for event in cast(Inbox, self.queue).drain():  # what came while the app was busy
+            if event["type"] == "websocket.receive":
+                text = event.get("text")
+                self.deliver(text if text is not None else event["bytes"])
+        if self.read_paused:  # uvicorn stops reading until the app takes each message
+            self.read_paused = False
+            self.transport.resume_reading()
+
+    def send_receive_event_to_app(self) -> None:
+        if self.handler is None:
+            super().send_receive_event_to_app()
+            return
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.curr_msg_data_type == "bytes":
+            self.deliver(data)
+            return
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            self.close_with(INVALID_DATA, "expected UTF-8 text")
+            return
+        self.deliver(text)
+
+    def deliver(self, message: str | bytes) -> None:
+        """Hand one message to the handler and carry out its answer."""
+        if self.handler is None or not self.accepts_frames:
+            return  # past our close frame: dropped until the client's close arrives
+        outcome = self.handler.receive(message)
+        if isinstance(outcome, Close):
+            self.close_with(outcome.code, outcome.reason)
+            return
+        # Written even while the transport is paused: replies are few (the handler limits
+        # their rate) and a client that stops reading is aborted as stalled.
+        self.conn.send_text(outcome.payload)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Start the closing handshake. Aborted if the client has not completed it within
+        ``close_timeout``: its buffer may never drain, and a plain close waits for that."""
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.close_timer = self.loop.call_later(self.close_timeout, self.abort)
+
+    async def run_asgi(self) -> None:
+        # uvicorn 0.54's run_asgi, except that a detached connection stays open when the
+        # app returns: the protocol carries it from then on.
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.close_timer is None and self.handler is None:
+            self.transport.close()
 
     # FrameWriter, for TransportSink
 
@@ -266,7 +375,10 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if self.sink is not None:
             self.sink.outbox.close()
             self.sink = None  # break the cycle protocol -> sink -> protocol
+        handler, self.handler = self.handler, None
         super().connection_lost(exc)
+        if handler is not None:
+            handler.close()
 
     def keepalive_timeout(self) -> None:
         # The client stopped reading: its buffers may never drain, so a closing handshake

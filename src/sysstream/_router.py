@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,15 +20,16 @@ from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from ._collectors import build_collectors
-from ._control import ControlError, parse_control, parse_fields, parse_history, parse_query
+from ._control import ControlError, parse_fields, parse_history, parse_query
 from ._history import History
-from ._hub import MetricsHub
-from ._limits import ConnectionLimit, ControlRateLimit, resolve_max_clients
-from ._messages import encode_error, encode_json, encode_sample, format_timestamp
+from ._hub import MetricsHub, View
+from ._limits import ConnectionLimit, resolve_max_clients
+from ._messages import encode_error, encode_json, encode_sample
 from ._protocol import TRANSPORT_EXTENSION
 from ._registry import ALWAYS_FIELDS, DEFAULT_FIELDS
 from ._schema import schema
 from ._security import AccessPolicy, Refusal, deny_websocket
+from ._session import POLICY_VIOLATION, Close, ControlSession
 from ._settings import Settings
 from ._sinks import AsgiSink, Sink
 from ._source import LocalSource, Source
@@ -38,7 +39,6 @@ from ._store_http import history_response as stored_history_response
 __all__ = ["MetricsRouter", "router", "serve_stream"]
 
 JSON = "application/json"
-POLICY_VIOLATION = 1008
 TRY_AGAIN_LATER = 1013
 
 
@@ -97,10 +97,11 @@ def router(
             full = Refusal(503, f"server full: {connections.maximum} clients connected")
             await deny_websocket(websocket, full, close_code=TRY_AGAIN_LATER)
             return
-        try:
-            await serve_stream(websocket, hub, stall_timeout=settings.stall_timeout)
-        finally:
-            connections.release()
+        # The slot is held until the client is gone, which on the fast path is after
+        # serve_stream has handed the connection over and returned.
+        await serve_stream(
+            websocket, hub, stall_timeout=settings.stall_timeout, on_end=connections.release
+        )
 
     @metrics.get("/metrics", summary="Latest sample, in the stream's default message format")
     async def latest() -> Response:
@@ -150,12 +151,52 @@ def history_response(hub: MetricsHub, seconds: str, fields: str, limit: float) -
     return Response(hub.history.query(names, since=time.time() - span), media_type=JSON)
 
 
-async def serve_stream(websocket: WebSocket, hub: MetricsHub, *, stall_timeout: float) -> None:
+async def serve_stream(
+    websocket: WebSocket,
+    hub: MetricsHub,
+    *,
+    stall_timeout: float,
+    on_end: Callable[[], None] | None = None,
+) -> None:
     """Accept ``websocket`` and stream ``hub``'s ticks to it until it goes away.
 
     Query parameters choose the view (docs/protocol.md); invalid ones get an error message
     and close code 1008. Control messages change the view while connected.
+
+    On sysstream's protocol this returns as soon as the stream is set up: the connection
+    carries on without its ASGI task (see ``WebSocketProtocol.detach``). ``on_end`` is called
+    exactly once when the client is gone, whether that is before or after this returns.
     """
+    session: ControlSession | None = None
+    try:
+        view = await _open_stream(websocket, hub)
+        if view is None:
+            return
+        extension = websocket.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
+        if extension is not None:
+            sink: Sink = extension["attach"](stall_timeout)
+            hub.attach(sink, view)
+            session = ControlSession(hub, sink, on_close=on_end)
+            extension["detach"](session)  # the connection owns the session from here
+            return
+        async with anyio.create_task_group() as tasks:
+            asgi_sink = AsgiSink(websocket, stall_timeout, tasks.cancel_scope.cancel)
+            hub.attach(asgi_sink, view)
+            session = ControlSession(hub, asgi_sink, on_close=on_end)
+            try:
+                tasks.start_soon(_send_until_gone, asgi_sink, tasks.cancel_scope)
+                await _serve_controls(websocket, session)
+                tasks.cancel_scope.cancel()
+            finally:
+                session.close()
+    finally:
+        if session is None and on_end is not None:
+            on_end()  # gone, or refused, before a session took charge
+
+
+async def _open_stream(websocket: WebSocket, hub: MetricsHub) -> View | None:
+    """Accept, read the view from the query and send the history asked for; None when the
+    query was invalid (the client was told and the connection closed)."""
     await websocket.accept()
     tick = hub.source.interval
     history_limit = hub.history.capacity * tick if hub.history is not None else 0.0
@@ -164,32 +205,13 @@ async def serve_stream(websocket: WebSocket, hub: MetricsHub, *, stall_timeout: 
     except ControlError as exc:
         await websocket.send_text(encode_error(str(exc)).decode())
         await websocket.close(POLICY_VIOLATION, "invalid subscription")
-        return
+        return None
     if history_seconds and hub.history is not None:
         body = hub.history.query(view.fields, since=time.time() - history_seconds)
         # Sent before the sink is attached, with no await between query and attach on a
         # writable connection, so the history ends where the live ticks begin.
         await websocket.send_text((b'{"type":"history",' + body[1:]).decode())
-
-    extension = websocket.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
-    if extension is not None:
-        sink: Sink = extension["attach"](stall_timeout)
-        hub.attach(sink, view)
-        try:
-            await _serve_controls(websocket, hub, sink)
-        finally:
-            hub.detach(sink)
-        return
-
-    async with anyio.create_task_group() as tasks:
-        asgi_sink = AsgiSink(websocket, stall_timeout, tasks.cancel_scope.cancel)
-        hub.attach(asgi_sink, view)
-        try:
-            tasks.start_soon(_send_until_gone, asgi_sink, tasks.cancel_scope)
-            await _serve_controls(websocket, hub, asgi_sink)
-            tasks.cancel_scope.cancel()
-        finally:
-            hub.detach(asgi_sink)
+    return view
 
 
 async def _send_until_gone(sink: AsgiSink, scope: anyio.CancelScope) -> None:
@@ -199,26 +221,16 @@ async def _send_until_gone(sink: AsgiSink, scope: anyio.CancelScope) -> None:
         scope.cancel()  # the client went away mid-send; the receive side ends too
 
 
-async def _serve_controls(websocket: WebSocket, hub: MetricsHub, sink: Sink) -> None:
-    """Read control messages until disconnect. Each valid one changes the sink's view from
-    the next tick and is acknowledged; each invalid one gets an error and changes nothing."""
-    tick = hub.source.interval
-    rate = ControlRateLimit()
+async def _serve_controls(websocket: WebSocket, session: ControlSession) -> None:
+    """The portable path's control loop: read messages until disconnect and carry out what
+    ``session`` answers (the fast path hands messages to the session from the protocol)."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
-        if not rate.allow(time.monotonic()):
-            await websocket.close(POLICY_VIOLATION, "too many control messages")
-            return
         text = message.get("text")
-        try:
-            if text is None:
-                raise ControlError("expected a JSON text message, got a binary frame")
-            request = parse_control(text, tick)
-        except ControlError as exc:
-            await websocket.send_text(encode_error(str(exc)).decode())
-            continue
-        hub.move(sink, request.view)
-        reply = request.acknowledgement(tick) | {"timestamp": format_timestamp(time.time())}
-        await websocket.send_text(encode_json(reply).decode())
+        outcome = session.receive(text if text is not None else message["bytes"])
+        if isinstance(outcome, Close):
+            await websocket.close(outcome.code, outcome.reason)
+            return
+        await websocket.send_text(outcome.payload.decode())
