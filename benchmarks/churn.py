@@ -166,7 +166,7 @@ async def soak(connections: int, concurrency: int, max_seconds: float) -> dict[s
     with tempfile.TemporaryFile() as log:
         server = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sysstream", "serve", "--port", "0", "--interval", "0.2",
-            "--log-level", "warning", "--history-seconds", "0",
+            "--log-level", "warning", "--history-seconds", "0", "--no-store",
             stdout=subprocess.DEVNULL, stderr=log,
         )  # fmt: skip
         try:

@@ -38,7 +38,7 @@ SYSSTREAM = Path(sys.executable).with_name("sysstream")
 
 def start_server(interval: float) -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
-        [str(SYSSTREAM), "serve", "--port", "0", "--interval", str(interval)],
+        [str(SYSSTREAM), "serve", "--port", "0", "--interval", str(interval), "--no-store"],
         stderr=subprocess.PIPE,
         text=True,
     )

@@ -157,7 +157,7 @@ def start_redis() -> tuple[Process, str]:
 def start_hub(url: str | None) -> tuple[Process, int]:
     fleet = ["--redis", url] if url else []
     popen = subprocess.Popen(
-        [SYSSTREAM, "serve", "--port", "0", *fleet, "--interval", str(INTERVAL)],
+        [SYSSTREAM, "serve", "--port", "0", *fleet, "--interval", str(INTERVAL), "--no-store"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         env={**os.environ, "SYSSTREAM_MAX_CLIENTS": "10000"},

@@ -40,7 +40,16 @@ SERVERS: dict[str, ServerSpec] = {
     ),
     "sysstream": ServerSpec(
         "sysstream",
-        lambda port: [SYSSTREAM, "serve", "--port", str(port), "--log-level", "warning"],
+        # --no-store: the fan-out is measured, not the disk, and no user data dir is written.
+        lambda port: [
+            SYSSTREAM,
+            "serve",
+            "--port",
+            str(port),
+            "--log-level",
+            "warning",
+            "--no-store",
+        ],
         has_healthz=True,
     ),
     "naive": ServerSpec(

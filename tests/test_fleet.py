@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -264,3 +265,20 @@ async def test_a_password_protected_redis(
     logged = [r.getMessage() for r in wrong.log.records]
     assert any("redis at redis://:***@127.0.0.1" in line for line in logged), logged
     assert not any("s3cr3t" in line or "wrong" in line.split("(")[0] for line in logged)
+
+
+async def test_the_hub_stores_history_for_every_host(
+    redis_url: str, server_factory: Factory, tmp_path: Any
+) -> None:
+    server = server_factory(
+        redis_url=redis_url, interval=INTERVAL, no_store=False, data_dir=str(tmp_path),
+        flush_interval=0.2,
+    )  # fmt: skip
+    store = server.app.state.store
+    async with agent(redis_url, "web1"):
+        await wait_for_status(server, {"web1": "online"})
+        async with asyncio.timeout(15):
+            while "web1" not in await asyncio.to_thread(store.hosts):
+                await asyncio.sleep(0.1)  # the store's writer flushes on its own schedule
+    body = await asyncio.to_thread(store.query, 0, time.time() + 1, ["cpu"], None, host="web1")
+    assert body["values"]["cpu"], "no stored points for the remote host"

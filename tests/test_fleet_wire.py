@@ -132,3 +132,10 @@ def test_passwords_are_redacted_in_messages() -> None:
     with pytest.raises(ValueError) as refused:
         check_redis_url("http://:s3cret@h")
     assert "s3cret" not in str(refused.value)
+
+
+def test_the_local_host_id_is_reserved_for_the_hub_itself() -> None:
+    from sysstream._fleet_wire import check_host_id
+
+    with pytest.raises(ValueError, match="other than 'local'"):
+        check_host_id("local")

@@ -39,7 +39,13 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
     app.state.settings = settings
     app.state.store = store  # fleet hubs attach store.recorder(host)
     if settings.redis_url is not None:
-        hosts = fleet_router(settings, access=metrics.access, connections=metrics.connections)
+        hosts = fleet_router(
+            settings,
+            access=metrics.access,
+            connections=metrics.connections,
+            # Every host's history goes to the same store, keyed by host id.
+            recorders_for=(lambda host: [store.recorder(host)]) if store is not None else None,
+        )
         app.include_router(hosts, prefix=FLEET_PREFIX)
         app.state.fleet = hosts.fleet
     hub = metrics.hub

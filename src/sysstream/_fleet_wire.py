@@ -72,10 +72,16 @@ class Tick:
     sample: Sample
 
 
+# The history store files a hub's own host under this id (sysstream._store.LOCAL_HOST).
+RESERVED_HOST_ID = "local"
+
+
 def check_host_id(host: str) -> str:
     """Return ``host`` if it is a valid host id; raise ``ValueError`` otherwise."""
     if not _HOST_ID.fullmatch(host):
         raise ValueError(f"expected a host id of {_HOST_ID_RULE}, got {host!r}")
+    if host == RESERVED_HOST_ID:
+        raise ValueError(f"expected a host id other than {host!r}, the hub's own host")
     return host
 
 

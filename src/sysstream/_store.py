@@ -41,6 +41,7 @@ try:
 except ImportError:  # Windows: no advisory locks; one server per data dir is on the user
     fcntl = None  # type: ignore[assignment]
 
+from ._fleet_wire import RESERVED_HOST_ID
 from ._registry import GROUPS
 from ._sample import Sample
 from ._settings import Settings
@@ -61,7 +62,7 @@ __all__ = [
 logger = logging.getLogger("sysstream")
 
 FILE_NAME = "history.sqlite3"
-LOCAL_HOST = "local"
+LOCAL_HOST = RESERVED_HOST_ID  # agents may not use it, so it never mixes with a remote host
 SCHEMA_VERSION = 1
 DAY = 86400.0
 
