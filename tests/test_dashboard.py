@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import shutil
+import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -14,6 +17,8 @@ from fastapi import FastAPI
 
 import sysstream
 from sysstream._dashboard import STATIC_DIR
+from sysstream._sample import Sample
+from sysstream._store import HistoryStore
 
 from .conftest import RunningServer, start_server, stop_server
 
@@ -79,11 +84,15 @@ class Page:
 async def open_page(browser: Any) -> AsyncIterator[Callable[..., Any]]:
     contexts: list[Any] = []
 
-    async def open_(url: str, *, color_scheme: str = "light", width: int = 1280) -> Page:
+    async def open_(
+        url: str, *, color_scheme: str = "light", width: int = 1280, window: int | None = None
+    ) -> Page:
         context = await browser.new_context(
             color_scheme=color_scheme, viewport={"width": width, "height": 900}
         )
         contexts.append(context)
+        if window is not None:  # the window the user chose last time
+            await context.add_init_script(f"localStorage.setItem('sysstream.window', '{window}')")
         page = Page(await context.new_page())
         await page.page.goto(url, timeout=WAIT)
         return page
@@ -280,3 +289,129 @@ def test_static_files_are_served_with_revalidation_and_without_traversal(
 def test_dashboard_rejects_a_relative_api_path() -> None:
     with pytest.raises(ValueError, match="expected an absolute api path"):
         sysstream.dashboard(api="api/system")
+
+
+# ---- The stored windows (6 h / 24 h / 7 d), read from the history store ----
+
+TICK = 10.0  # seconds between the synthetic samples written to the store
+HOURS = 24
+
+
+def synthetic_cpu(timestamp: float) -> float:
+    """A slow wave with a wobble faster than a bucket, so averages, minima and maxima differ."""
+    return round(35 + 20 * math.sin(timestamp / 5400) + 8 * math.sin(timestamp / 3), 2)
+
+
+def preload_store(directory: Path, end: float) -> float:
+    """Write ``HOURS`` of samples every ``TICK`` s ending at ``end`` through the store's
+    API, as a server that ran then would have; returns the first sample's time."""
+    start = math.floor((end - HOURS * 3600) / 60) * 60
+    store = HistoryStore(directory, interval=TICK)
+    store.open()
+    timestamp, tick = start, 0
+    while timestamp < end:
+        cpu = synthetic_cpu(timestamp)
+        values = {
+            "cpu": cpu,
+            "memory": round(52 + 6 * math.sin(timestamp / 9000), 2),
+            "load": {"load1": round(cpu / 25, 2), "load5": 1.2, "load15": 1.0},
+        }
+        store.record(Sample(tick, timestamp, values))
+        timestamp, tick = timestamp + TICK, tick + 1
+    store.close()  # writes the samples and every 1-minute and 15-minute bucket
+    return start
+
+
+async def test_day_window_draws_the_stored_day_with_bands_and_stays_live(
+    server_factory: Callable[..., RunningServer], open_page: Callable[..., Any], tmp_path: Path
+) -> None:
+    now = time.time()
+    start = preload_store(tmp_path, end=now - 120)
+    server = server_factory(interval=0.2, no_store=False, data_dir=str(tmp_path))
+    page = await open_page(server.http_url + "/")
+    await page.wait_state("live")
+    day = page.page.locator('#window button[data-seconds="86400"]')
+    assert await page.page.locator("#window button[data-store]:visible").count() == 3
+    await day.click()
+    # 2-minute points (the store's 1-minute rows in pairs): 720 for the day, not 86 400.
+    await page.wait_until("window.sysstreamDashboard.step === 120")
+    await page.wait_until(f"window.sysstreamDashboard.points >= {HOURS * 30 - 2}")
+    assert await page.dashboard("firstTimestamp") <= start + 120
+    assert await page.dashboard("points") <= 1200
+    assert await page.dashboard("interval") == pytest.approx(0.2)  # every tick, averaged
+    cpu = dict(await page.dashboard('values("cpu")'))
+    low = dict(await page.dashboard('values("lo:cpu")'))
+    high = dict(await page.dashboard('values("hi:cpu")'))
+    # A bucket from six hours ago: the mean, min and max of the ticks written into it.
+    bucket = math.floor((now - 6 * 3600) / 120) * 120
+    ticks = [synthetic_cpu(t) for t in range(int(bucket), int(bucket) + 120, int(TICK))]
+    assert cpu[bucket] == pytest.approx(sum(ticks) / len(ticks), abs=0.01)
+    assert (low[bucket], high[bucket]) == (min(ticks), max(ticks))
+    stored = [t for t in cpu if t < now - 120]
+    assert min(stored) <= start + 120 and max(stored) >= now - 360
+    assert all(t % 120 == 0 for t in cpu)
+    # The stream goes on: the numbers beside the charts follow the live ticks.
+    shown = await page.page.text_content("#last-update")
+    await page.page.wait_for_function(
+        "(shown) => document.querySelector('#last-update').textContent !== shown",
+        arg=shown,
+        timeout=WAIT,
+    )
+    await page.page.wait_for_selector("#card-cpu canvas", timeout=WAIT)
+    assert await page.page.locator("#card-cpu .stat.primary .num").text_content() != "–"
+    # Back to a live window: ticks again, from the ring.
+    await page.page.click('#window button[data-seconds="300"]')
+    await page.wait_until("window.sysstreamDashboard.step === 0.4")  # every 2nd tick
+    await page.wait_until("window.sysstreamDashboard.points > 0")
+    assert await page.dashboard("firstTimestamp") > now - 400
+    assert page.errors == []
+    assert page.off_origin(server.http_url) == []
+
+
+async def test_stored_windows_are_absent_without_a_store(
+    server: RunningServer, open_page: Callable[..., Any]
+) -> None:
+    # Last time this browser showed 24 h, on a server that had a store.
+    page = await open_page(server.http_url + "/", window=86400)
+    await page.wait_state("live")
+    assert await page.page.locator("#window button[data-store]").count() == 3
+    assert await page.page.locator("#window button[data-store]:visible").count() == 0
+    await page.wait_until("window.sysstreamDashboard.window === 3600")
+    checked = page.page.locator('#window button[aria-checked="true"]')
+    assert await checked.get_attribute("data-seconds") == "3600"
+    await page.wait_until("window.sysstreamDashboard.points >= 2")
+    assert page.errors == []
+
+
+BUCKETS_SCRIPT = """async () => {
+  const { Buckets, Timeline } = await import(new URL("static/timeline.js", document.baseURI));
+  const timeline = new Timeline();
+  const m = (cpu) => new Map([["cpu", cpu], ["swap", null]]);
+  timeline.push(1200, m(70));  // a bucket read from the store while still open
+  const buckets = new Buckets(60, new Set(["cpu"]));
+  const kept = [
+    buckets.add(timeline, 1230, m(10)),  // inside the store's bucket: left as the store gave it
+    buckets.add(timeline, 1260, m(10)),  // the next bucket is the page's
+    buckets.add(timeline, 1290, m(40)),
+    buckets.add(timeline, 1250, m(99)),  // older than what is drawn
+    buckets.add(timeline, 1500, m(5), { gap: 180 }),  // after an outage: the line breaks
+  ];
+  const row = (i) => [timeline.times[i], timeline.column("cpu")[i],
+    timeline.column("lo:cpu")[i], timeline.column("hi:cpu")[i]];
+  return { kept, rows: timeline.times.map((_, i) => row(i)) };
+}"""
+
+
+async def test_live_ticks_are_averaged_into_the_stores_buckets(
+    server: RunningServer, open_page: Callable[..., Any]
+) -> None:
+    page = await open_page(server.http_url + "/")
+    result = await page.page.evaluate(BUCKETS_SCRIPT)
+    assert result["kept"] == [False, True, True, False, True]
+    assert result["rows"] == [
+        [1200, 70, None, None],
+        [1260, 25, 10, 40],  # the mean of its ticks, and their min and max
+        [1260 + 90, None, None, None],  # the null point breaking the line
+        [1500, 5, 5, 5],
+    ]
+    assert page.errors == []

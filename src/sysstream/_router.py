@@ -33,7 +33,7 @@ from ._session import POLICY_VIOLATION, Close, ControlSession
 from ._settings import Settings
 from ._sinks import AsgiSink, Sink
 from ._source import LocalSource, Source
-from ._store import HistoryStore
+from ._store import HistoryStore, StoreState
 from ._store_http import history_response as stored_history_response
 
 __all__ = ["MetricsRouter", "router", "serve_stream"]
@@ -109,7 +109,9 @@ def router(
 
     @metrics.get("/metrics/schema", summary="Every field the stream can carry, from the registry")
     async def metrics_schema() -> Response:
-        body = schema(hub.source.interval, settings.history_seconds)
+        # A store that could not be opened serves nothing older than the ring.
+        stored = store is not None and store.state is not StoreState.DISABLED
+        body = schema(hub.source.interval, settings.history_seconds, store=stored)
         return Response(encode_json(body), media_type=JSON)
 
     @metrics.get("/metrics/history", summary="Recent samples, one column per field")

@@ -9,10 +9,13 @@ from ._registry import DEFAULT_FIELDS, GROUPS
 __all__ = ["schema"]
 
 
-def schema(interval: float, history_seconds: float) -> dict[str, Any]:
+def schema(interval: float, history_seconds: float, *, store: bool) -> dict[str, Any]:
+    """The registry plus what this server keeps: ``store`` says whether ranges older than
+    the in-memory ring (``history_seconds``) can be read from the history store."""
     return {
         "interval": interval,
         "history_seconds": history_seconds,
+        "store": store,
         "default_fields": list(DEFAULT_FIELDS),
         "groups": {
             group.name: {

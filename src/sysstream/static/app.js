@@ -5,13 +5,20 @@
 import { Card, theme } from "./card.js";
 import { Fleet } from "./fleet.js";
 import { duration, formatter } from "./format.js";
-import { extractAll, PANELS, subscribedGroups } from "./panels.js";
+import { BAND_KEYS, extractAll, extractBands, PANELS, subscribedGroups } from "./panels.js";
 import { Schema } from "./schema.js";
 import { State, Stream } from "./stream.js";
-import { Timeline } from "./timeline.js";
+import { Buckets, Timeline } from "./timeline.js";
 
-const WINDOWS = [60, 300, 900, 3600];
+const WINDOWS = [60, 300, 900, 3600, 21600, 86400, 604800];
 const MAX_POINTS = 1200; // per series and window; coarser intervals beyond that
+// Windows up to this are the stream's own ticks (the server's in-memory ring backs them);
+// longer ones are read from the history store, and shown only where the server has one.
+const LIVE_WINDOW = 3600;
+// Seconds per point of a stored window: the first that keeps it under MAX_POINTS. 60 is
+// the store's 1-minute tier as stored, 120 pairs its rows, 900 is its 15-minute tier as
+// stored, so no window makes the server re-aggregate more than two rows per point.
+const STORE_STEPS = [60, 120, 900];
 const TOKEN_KEY = "sysstream.token";
 const WINDOW_KEY = "sysstream.window";
 
@@ -32,7 +39,9 @@ const page = {
   frozenRange: null,
   schema: null,
   groups: [],
-  interval: 1,
+  interval: 1, // the stream's interval
+  step: null, // seconds per point on the stored windows (bucketed ticks), else null
+  buckets: null, // Buckets filling the newest point on the stored windows
   timeline: new Timeline(),
   latest: {},
   cards: new Map(),
@@ -57,18 +66,22 @@ function streamUrl() {
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   url.searchParams.set("fields", page.groups.join(","));
   if (page.interval !== page.schema.interval) url.searchParams.set("interval", String(page.interval));
-  url.searchParams.set("history", String(historySeconds()));
+  const history = historySeconds();
+  if (history > 0) url.searchParams.set("history", String(history));
   if (token()) url.searchParams.set("token", token());
   return url.href;
 }
 
 /** On open: the whole window. On reconnect: the gap since the last message, so the
  * history message backfills exactly what was missed (measured on the page's monotonic
- * clock, immune to clock skew between browser and server). */
+ * clock, immune to clock skew between browser and server). Never more than the server's
+ * ring holds; nothing on a stored window, whose points come from the store (fetchWindow). */
 function historySeconds() {
-  if (!page.timeline.length || page.receivedAt === null) return page.window;
+  if (page.step !== null) return 0;
+  const ring = page.schema.historySeconds;
+  if (!page.timeline.length || page.receivedAt === null) return Math.min(page.window, ring);
   const gap = (performance.now() - page.receivedAt) / 1000 + 2 * page.interval;
-  return Math.min(page.window, Math.ceil(gap));
+  return Math.min(page.window, ring, Math.ceil(gap));
 }
 
 export async function fetchJson(url) {
@@ -77,28 +90,64 @@ export async function fetchJson(url) {
   return response;
 }
 
-/** The stream interval for a window: the server tick, coarser when it would exceed MAX_POINTS. */
+/** The stream interval for a window: the server tick, coarser when it would exceed
+ * MAX_POINTS. A stored window takes every tick: its newest point is their average over the
+ * bucket (what the store computes), and the numbers beside the charts stay live. */
 function intervalFor(windowSeconds) {
   const tick = page.schema.interval;
+  if (isStored(windowSeconds)) return tick;
   const k = Math.max(1, Math.ceil(windowSeconds / MAX_POINTS / tick));
   return Math.round(k * tick * 1e6) / 1e6;
 }
 
-// ---- Data in ----
-
-function ingest(time, row) {
-  page.timeline.push(time, extractAll(row), { step: page.interval, gap: 3.5 * page.interval });
+function isStored(windowSeconds) {
+  return windowSeconds > LIVE_WINDOW;
 }
 
+function stepFor(windowSeconds) {
+  if (!isStored(windowSeconds)) return null;
+  return STORE_STEPS.find((step) => windowSeconds / step <= MAX_POINTS) ?? STORE_STEPS.at(-1);
+}
+
+/** The stored windows need the server's history store, which fleet hosts' routes do not
+ * read. */
+function storeAvailable() {
+  return Boolean(page.schema?.store) && page.host == null;
+}
+
+/** Seconds between the timeline's points. */
+function resolution() {
+  return page.step ?? page.interval;
+}
+
+// ---- Data in ----
+
+/** One tick: a point of its own, or on a stored window, into its bucket's point. */
+function ingest(time, row) {
+  const gap = 3.5 * resolution();
+  if (page.buckets) page.buckets.add(page.timeline, time, extractAll(row), { gap });
+  else page.timeline.push(time, extractAll(row), { step: page.interval, gap });
+}
+
+/** A history body (the stream's history message or GET …/history): ticks go through
+ * ingest; aggregated points (with `min` and `max`) are points as they are, bands included. */
 function ingestHistory(body) {
   const times = body.timestamps ?? [];
-  const values = body.values ?? {};
-  const fields = Object.keys(values);
+  const aggregated = body.min != null && body.max != null;
+  const rowAt = (columns, i) => {
+    const row = {};
+    for (const field in columns) row[field] = columns[field][i];
+    return row;
+  };
   let row = null;
   for (let i = 0; i < times.length; i += 1) {
-    row = {};
-    for (const field of fields) row[field] = values[field][i];
-    ingest(times[i], row);
+    row = rowAt(body.values ?? {}, i);
+    if (!aggregated) {
+      ingest(times[i], row);
+      continue;
+    }
+    const values = extractBands(rowAt(body.min, i), rowAt(body.max, i), extractAll(row));
+    page.timeline.push(times[i], values, { step: resolution(), gap: 3.5 * resolution() });
   }
   if (row && !page.latest.timestamp) Object.assign(page.latest, row);
 }
@@ -126,9 +175,9 @@ function trim() {
   if (page.paused) return; // the frozen charts still point into these arrays
   const { timeline } = page;
   if (timeline.length < 2) return;
-  const slack = Math.max(10 * page.interval, page.window * 0.05);
+  const slack = Math.max(10 * resolution(), page.window * 0.05);
   if (timeline.first < timeline.last - page.window - slack) {
-    timeline.trim(timeline.last - page.window - page.interval);
+    timeline.trim(timeline.last - page.window - resolution());
   }
 }
 
@@ -151,6 +200,7 @@ function requestDraw() {
 
 function draw() {
   const { timeline, latest } = page;
+  const live = extractAll(latest);
   for (const panel of PANELS) {
     let card = page.cards.get(panel.id);
     if (!card) {
@@ -171,7 +221,7 @@ function draw() {
       $("cards").insertBefore(card.root, before?.root ?? $("processes"));
     }
     card.draw(timeline);
-    card.update(latest, timeline);
+    card.update(latest, timeline, live);
   }
   drawProcesses(latest.processes);
   if (typeof latest.uptime === "number") $("uptime").textContent = `up ${duration(latest.uptime)}`;
@@ -282,14 +332,22 @@ $("token-form").addEventListener("submit", (event) => {
 
 // ---- Controls ----
 
-function selectWindow(seconds) {
+function selectWindow(seconds, { store = true } = {}) {
   const previous = page.window;
+  const previousStep = page.step;
   page.window = seconds;
-  localStorage.setItem(WINDOW_KEY, String(seconds));
+  if (store) localStorage.setItem(WINDOW_KEY, String(seconds));
   for (const button of $("window").querySelectorAll("button")) {
     button.setAttribute("aria-checked", String(Number(button.dataset.seconds) === seconds));
   }
   if (!page.schema) return;
+  page.step = stepFor(seconds);
+  if (page.step !== previousStep) {
+    // Points of another resolution would be drawn as if they were of this one (ticks in
+    // a bucketed window, buckets in a live one): start over from the fetch below.
+    page.buckets = page.step === null ? null : new Buckets(page.step, BAND_KEYS);
+    page.timeline = new Timeline(); // a new object: frozen (paused) charts keep the old one
+  }
   const interval = intervalFor(seconds);
   if (interval !== page.interval) {
     page.interval = interval;
@@ -297,15 +355,28 @@ function selectWindow(seconds) {
     stream.setStallTimeout(5000 * interval);
     onState(stream);
   }
-  if (seconds > previous) backfillWindow(seconds);
+  // A wider window needs older points than the stream sent, and a new resolution needs
+  // every point again: fetch the window once.
+  if (seconds > previous || page.step !== previousStep) backfillWindow(seconds);
   requestDraw();
 }
 
-/** A wider window needs older points than the stream sent: fetch them once. */
+/** Show the stored windows where they can be read; leave one that cannot (a server that
+ * restarted without its store, a fleet host) for the longest live window. */
+function showStoredWindows() {
+  const available = storeAvailable();
+  for (const button of $("window").querySelectorAll("button[data-store]")) button.hidden = !available;
+  if (isStored(page.window) && !available) selectWindow(LIVE_WINDOW, { store: false });
+}
+
+/** Fetch the window's points: the stream's ticks from the ring, or on a stored window,
+ * buckets of `page.step` from the store (with min and max, for the bands). */
 async function backfillWindow(seconds) {
   const url = metricsUrl(page.host, "/history");
   url.searchParams.set("seconds", String(seconds));
   url.searchParams.set("fields", page.groups.filter((g) => g !== "processes").join(","));
+  const step = page.step;
+  if (step !== null) url.searchParams.set("step", String(step));
   let body;
   try {
     const response = await fetchJson(url);
@@ -314,13 +385,26 @@ async function backfillWindow(seconds) {
   } catch {
     return;
   }
-  if (page.window !== seconds) return; // the user moved on
+  if (page.window !== seconds || page.step !== step) return; // the user moved on
+  if (step !== null && body.step > step) {
+    // The range reached a coarser tier than asked (short retention settings): draw at its step.
+    page.step = body.step;
+    page.buckets = new Buckets(page.step, BAND_KEYS);
+  }
   const live = [...page.timeline.points()];
   page.timeline = new Timeline();
   ingestHistory(body);
-  for (const [time, values] of live) {
-    page.timeline.push(time, values, { step: page.interval, gap: 3.5 * page.interval });
+  // Points that arrived while the request was out and are newer than the answer; older
+  // ones (other resolutions included) are dropped by push. On a stored window, a bucket
+  // the answer already holds stays the store's, so the bucket filling up is forgotten.
+  const newest = page.timeline.last ?? -Infinity;
+  if (page.buckets && page.buckets.start !== null && page.buckets.start <= newest) {
+    page.buckets = new Buckets(page.step, BAND_KEYS);
   }
+  for (const [time, values] of live) {
+    page.timeline.push(time, values, { step: resolution(), gap: 3.5 * resolution() });
+  }
+  trim();
   requestDraw();
 }
 
@@ -376,6 +460,7 @@ function selectHost(host) {
   for (const card of page.cards.values()) card.destroy();
   page.cards.clear();
   $("host").textContent = host ?? location.host;
+  showStoredWindows();
   stream.close();
   stream.start();
 }
@@ -394,6 +479,11 @@ const stream = new Stream({
     page.interval = intervalFor(page.window);
     stream.setStallTimeout(5000 * page.interval);
     if (first) document.getElementById("processes-title").textContent = schema.title("processes");
+    showStoredWindows();
+    if (first) selectWindow(page.window, { store: false }); // the points and step it needs
+    // A stored window is refilled from the store on every (re)connect: the stream sends
+    // such windows no history, and the store holds what happened while we were away.
+    else if (page.step !== null) backfillWindow(page.window);
   },
   onMessage,
   onState,
@@ -418,7 +508,13 @@ window.sysstreamDashboard = {
   get points() { return page.timeline.length; },
   get series() { return page.timeline.columns.size; },
   get interval() { return page.interval; },
+  get step() { return resolution(); },
   get window() { return page.window; },
   get firstTimestamp() { return page.timeline.first; },
+  /** [time, value] of every point of a series that has a value (a copy). */
+  values(key) {
+    const column = page.timeline.column(key) ?? [];
+    return page.timeline.times.map((t, i) => [t, column[i]]).filter(([, v]) => v != null);
+  },
   get lastTimestamp() { return page.timeline.last; },
 };

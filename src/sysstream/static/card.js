@@ -3,7 +3,7 @@
 // tabular figures, so nothing moves as values change).
 
 import uPlot from "./vendor/uplot/uPlot.esm.js";
-import { axisFormatter, BYTE_INCREMENTS, formatter, timeFormatter } from "./format.js";
+import { axisFormatter, BYTE_INCREMENTS, formatter, hoverTime, timeFormatter } from "./format.js";
 
 const PLOT_HEIGHT = 168;
 
@@ -50,6 +50,7 @@ export class Card {
     this.plot = null;
     this.signature = "";
     this.series = [];
+    this.band = null; // the series key drawn with a min–max band, when the points carry one
     this.hoverIndex = null;
     this.readoutNodes = new Map();
 
@@ -86,14 +87,17 @@ export class Card {
   /** Redraw from the timeline; rebuild the chart when the set of series changed. */
   draw(timeline) {
     const series = this.panel.series(timeline, this.schema);
-    const signature = series.map((s) => s.key).join("\n");
+    const band = this.panel.band && timeline.column(`hi:${this.panel.band}`) ? this.panel.band : null;
+    const signature = [...series.map((s) => s.key), `band:${band}`].join("\n");
     if (signature !== this.signature || !this.plot) {
       this.signature = signature;
       this.series = series;
+      this.band = series.some((s) => s.key === band) ? band : null;
       this.#build(timeline);
       this.#buildLegend();
     }
     const data = [timeline.times, ...series.map((s) => timeline.column(s.key) ?? [])];
+    if (this.band) data.push(timeline.column(`hi:${this.band}`), timeline.column(`lo:${this.band}`));
     this.plot.setData(data, false);
     this.plot.setScale("x", this.view.xRange());
   }
@@ -136,7 +140,8 @@ export class Card {
       axes: [
         {
           ...axis,
-          space: () => (this.view.window() <= 60 ? 64 : 44), // hh:mm:ss is wider
+          // hh:mm:ss is wider; so is "Tue 11" with its neighbours on a week.
+          space: () => (this.view.window() <= 60 ? 64 : this.view.window() > 86400 ? 56 : 44),
           size: 26,
           values: (u, splits) => timeFormatter(this.view.window())(splits),
         },
@@ -154,16 +159,40 @@ export class Card {
           label: s.label,
           stroke: s.color,
           width: s.width ?? 1.5,
-          fill: s.fill && !many ? alpha(s.color, 0.14) : undefined,
+          // A banded series is not also filled: the band says where its values were.
+          fill: s.fill && !many && s.key !== this.band ? alpha(s.color, 0.14) : undefined,
           points: { show: false },
           spanGaps: false,
         })),
+        ...this.#bandSeries(),
       ],
+      bands: this.band
+        ? [{ series: [this.series.length + 1, this.series.length + 2], fill: this.#bandColor(0.2) }]
+        : [],
       hooks: {
         setCursor: [(u) => this.#hover(u.cursor.idx)],
       },
     };
     this.plot = new uPlot(options, [timeline.times, ...this.series.map(() => [])], this.plotBox);
+  }
+
+  /** The band's edges (max, then min): invisible lines the band is filled between; their
+   * hover dots are transparent too, so only the average is marked. */
+  #bandSeries() {
+    if (!this.band) return [];
+    const edge = (label) => ({
+      label,
+      stroke: this.#bandColor(0),
+      width: 1,
+      points: { show: false },
+      spanGaps: false,
+    });
+    return [edge("max"), edge("min")];
+  }
+
+  #bandColor(a) {
+    const banded = this.series.find((s) => s.key === this.band);
+    return alpha(banded.color, a);
   }
 
   #fit() {
@@ -198,22 +227,24 @@ export class Card {
   }
 
   /** Print the current values (or the hovered ones) beside the chart. */
-  update(latest, timeline) {
-    this.lastUpdate = [latest, timeline];
+  update(latest, timeline, live = new Map()) {
+    this.lastUpdate = [latest, timeline, live];
     const index = this.hoverIndex;
     const hovering = index != null && index < timeline.length;
     this.series.forEach((s, i) => {
       const slot = this.legendValues?.[i];
       if (!slot) return;
       const column = timeline.column(s.key);
-      const value = column ? column[hovering ? index : column.length - 1] : null;
+      // Not hovering: the latest tick's value (`live`), not the newest point, which on
+      // the long windows is the average of a bucket still filling up.
+      const value = hovering
+        ? (column?.[index] ?? null)
+        : (live.get(s.key) ?? (column ? column[column.length - 1] : null));
       const [number, unit] = splitUnit(slot[2](value));
       if (slot[0].textContent !== number) slot[0].textContent = number;
       if (slot[1].textContent !== unit) slot[1].textContent = unit;
     });
-    this.sub.textContent = hovering
-      ? new Date(timeline.times[index] * 1000).toLocaleTimeString()
-      : "";
+    this.sub.textContent = hovering ? hoverTime(this.view.window(), timeline.times[index]) : "";
     this.root.classList.toggle("hovering", hovering);
     if (this.panel.readout === "cores") this.#cores(latest);
     if (this.panel.readout === "mounts") this.#mounts(latest);

@@ -81,19 +81,43 @@ export const BYTE_INCREMENTS = [0, 1, 2, 3, 4, 5].flatMap((power) =>
 );
 
 /** Time axis labels: 24-hour hh:mm (hh:mm:ss for the 1 min window), narrow enough for
- * a tick every minute on a phone. */
+ * a tick every minute on a phone; windows longer than a day name the day at midnight
+ * ("Tue 11") so a week reads without dates on every tick. */
 const timeFormats = new Map();
 
-export function timeFormatter(windowSeconds) {
-  const short = windowSeconds <= 60;
-  if (!timeFormats.has(short)) timeFormats.set(short, makeTimeFormatter(short));
-  return timeFormats.get(short);
+function timeScale(windowSeconds) {
+  return windowSeconds <= 60 ? "seconds" : windowSeconds <= 86400 ? "minutes" : "days";
 }
 
-function makeTimeFormatter(short) {
-  const options = short
-    ? { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }
-    : { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
-  const format = new Intl.DateTimeFormat(undefined, options);
-  return (splits) => splits.map((t) => format.format(new Date(t * 1000)));
+export function timeFormatter(windowSeconds) {
+  const scale = timeScale(windowSeconds);
+  if (!timeFormats.has(scale)) timeFormats.set(scale, makeTimeFormatter(scale));
+  return timeFormats.get(scale);
+}
+
+function makeTimeFormatter(scale) {
+  const clock = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  const format = new Intl.DateTimeFormat(
+    undefined,
+    scale === "seconds" ? { ...clock, second: "2-digit" } : clock,
+  );
+  const day = new Intl.DateTimeFormat(undefined, { weekday: "short", day: "numeric" });
+  return (splits) =>
+    splits.map((t) => {
+      const date = new Date(t * 1000);
+      const midnight = date.getHours() === 0 && date.getMinutes() === 0;
+      return scale === "days" && midnight ? day.format(date) : format.format(date);
+    });
+}
+
+/** The time of a hovered point: the clock, plus the weekday once the window spans days. */
+export function hoverTime(windowSeconds, time) {
+  const date = new Date(time * 1000);
+  if (windowSeconds <= 3600) return date.toLocaleTimeString();
+  return date.toLocaleString(undefined, {
+    weekday: "short",
+    hour: "2-digit",
+    minute: "2-digit",
+    hourCycle: "h23",
+  });
 }

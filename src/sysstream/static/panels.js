@@ -21,9 +21,12 @@ function series(key, label, path, extra = {}) {
   return { key, label, path, ...extra };
 }
 
+// `band`: the series drawn with its min–max band where points are aggregated (the windows
+// read from the history store); one per panel, so the band stays readable.
 export const PANELS = [
   {
     id: "cpu",
+    band: "cpu",
     groups: ["cpu", "cpu_times"],
     title: (schema) => schema.title("cpu"),
     description: (schema) => schema.description("cpu"),
@@ -65,6 +68,7 @@ export const PANELS = [
   },
   {
     id: "memory",
+    band: "memory",
     groups: ["memory", "swap"],
     title: (schema) => `${schema.title("memory")} & ${schema.title("swap").toLowerCase()}`,
     description: (schema) => `${schema.description("memory")} ${schema.description("swap")}`,
@@ -87,6 +91,7 @@ export const PANELS = [
   },
   {
     id: "load",
+    band: "load1",
     groups: ["load"],
     title: (schema) => schema.title("load"),
     description: (schema) => schema.description("load"),
@@ -106,6 +111,7 @@ export const PANELS = [
   },
   {
     id: "net",
+    band: "rx",
     groups: ["net"],
     title: (schema) => schema.title("net"),
     description: (schema) => schema.description("net"),
@@ -129,6 +135,7 @@ export const PANELS = [
   },
   {
     id: "disk_io",
+    band: "read",
     groups: ["disk_io"],
     title: (schema) => schema.title("disk_io"),
     description: (schema) => schema.description("disk_io"),
@@ -192,5 +199,20 @@ export function subscribedGroups(schema) {
 export function extractAll(row) {
   const out = new Map();
   for (const panel of PANELS) panel.extract(row, out);
+  return out;
+}
+
+/** The series keys that carry a min–max band (`lo:key`, `hi:key`) when aggregated. */
+export const BAND_KEYS = new Set(PANELS.filter((panel) => panel.band).map((panel) => panel.band));
+
+/** The band columns of one aggregated point: `lo:key` from `low`, `hi:key` from `high`
+ * (rows in the shape of a message, as the history endpoint's `min` and `max` are). */
+export function extractBands(low, high, out) {
+  const lows = extractAll(low);
+  const highs = extractAll(high);
+  for (const key of BAND_KEYS) {
+    out.set(`lo:${key}`, lows.get(key) ?? null);
+    out.set(`hi:${key}`, highs.get(key) ?? null);
+  }
   return out;
 }

@@ -7,6 +7,8 @@ export class Schema {
       throw new Error(`expected a schema with "groups", got ${JSON.stringify(body).slice(0, 80)}`);
     }
     this.interval = Number(body.interval) || 1;
+    this.historySeconds = Number(body.history_seconds) || 0; // what the in-memory ring holds
+    this.store = body.store === true; // older ranges can be read from the history store
     this.groups = body.groups;
     this.metrics = new Map();
     for (const group of Object.values(body.groups)) {

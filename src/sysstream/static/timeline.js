@@ -50,6 +50,21 @@ export class Timeline {
     }
   }
 
+  /** Overwrite the newest point's values (a bucket still filling up). */
+  replaceLast(values) {
+    const index = this.times.length - 1;
+    if (index < 0) throw new Error("expected a point to replace, got an empty timeline");
+    for (const column of this.columns.values()) column[index] = null;
+    for (const [key, value] of values) {
+      let column = this.columns.get(key);
+      if (!column) {
+        column = new Array(index + 1).fill(null);
+        this.columns.set(key, column);
+      }
+      column[index] = value ?? null;
+    }
+  }
+
   column(key) {
     return this.columns.get(key) ?? null;
   }
@@ -88,5 +103,60 @@ export class Timeline {
   clear() {
     this.times = [];
     this.columns = new Map();
+  }
+}
+
+/**
+ * Live ticks averaged into `step`-second buckets the way the history store aggregates
+ * them (docs/history.md): aligned to the epoch, stamped with the bucket's start, each value
+ * the mean of the ticks in it; keys in `bandKeys` also get `lo:key` / `hi:key`, the
+ * bucket's minimum and maximum. The newest bucket is redrawn in place as ticks arrive.
+ *
+ * A bucket is filled only by the ticks this object saw from its start: a bucket already
+ * on the timeline (read from the store while it was still open) is left as the store gave
+ * it, and the next bucket is this object's. No averages of partial counts are guessed.
+ */
+export class Buckets {
+  constructor(step, bandKeys) {
+    if (!(step > 0)) throw new Error(`expected a bucket step > 0 seconds, got ${step}`);
+    this.step = step;
+    this.bandKeys = bandKeys;
+    this.start = null; // the bucket being filled
+    this.sums = new Map(); // key → [sum, count, min, max]
+  }
+
+  /** Add one tick to `timeline`; returns whether it changed the timeline. */
+  add(timeline, time, values, { gap = Infinity } = {}) {
+    const start = Math.floor(time / this.step) * this.step;
+    const last = timeline.last;
+    if (last !== null && start < last) return false; // older than what is drawn
+    if (start === last && start !== this.start) return false; // the store's bucket
+    if (start !== this.start) {
+      this.start = start;
+      this.sums.clear();
+    }
+    for (const [key, value] of values) {
+      if (value == null) continue;
+      const sum = this.sums.get(key);
+      if (sum) {
+        sum[0] += value;
+        sum[1] += 1;
+        if (value < sum[2]) sum[2] = value;
+        if (value > sum[3]) sum[3] = value;
+      } else {
+        this.sums.set(key, [value, 1, value, value]);
+      }
+    }
+    const row = new Map();
+    for (const [key, [sum, count, low, high]] of this.sums) {
+      row.set(key, sum / count);
+      if (this.bandKeys.has(key)) {
+        row.set(`lo:${key}`, low);
+        row.set(`hi:${key}`, high);
+      }
+    }
+    if (start === last) timeline.replaceLast(row);
+    else timeline.push(start, row, { step: this.step, gap });
+    return true;
   }
 }
