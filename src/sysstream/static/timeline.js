@@ -39,15 +39,7 @@ export class Timeline {
     const index = this.times.length;
     this.times.push(time);
     for (const column of this.columns.values()) column.push(null);
-    if (values === null) return;
-    for (const [key, value] of values) {
-      let column = this.columns.get(key);
-      if (!column) {
-        column = new Array(index + 1).fill(null);
-        this.columns.set(key, column);
-      }
-      column[index] = value ?? null;
-    }
+    if (values !== null) this.#fill(index, values);
   }
 
   /** Overwrite the newest point's values (a bucket still filling up). */
@@ -55,6 +47,11 @@ export class Timeline {
     const index = this.times.length - 1;
     if (index < 0) throw new Error("expected a point to replace, got an empty timeline");
     for (const column of this.columns.values()) column[index] = null;
+    this.#fill(index, values);
+  }
+
+  /** Write `values` at `index`, creating (null-padded) columns for keys seen first here. */
+  #fill(index, values) {
     for (const [key, value] of values) {
       let column = this.columns.get(key);
       if (!column) {
