@@ -124,7 +124,7 @@ export class Card {
       width: Math.max(120, this.plotBox.clientWidth),
       height: PLOT_HEIGHT,
       legend: { show: false },
-      padding: [8, 6, 0, 0],
+      padding: [8, 18, 0, 0], // room on the right for the last time label
       cursor: {
         drag: { x: false, y: false, setScale: false },
         points: { size: 7, width: 2 },
