@@ -318,6 +318,11 @@ GROUPS: dict[str, FieldGroup] = {
                     "bytes",
                     "Resident memory of one of the top processes by memory.",
                 ),
+                Metric(
+                    "processes.top_memory.*.memory_percent",
+                    "percent",
+                    "Resident memory of one of the top processes, as percent of total memory.",
+                ),
             ),
             every=5,
             history=False,

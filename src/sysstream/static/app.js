@@ -254,9 +254,7 @@ function drawProcesses(processes) {
   const schema = page.schema;
   const cpu = formatter(schema.unit("processes.top_cpu.*.cpu_percent"));
   const rss = formatter(schema.unit("processes.top_memory.*.rss_bytes"));
-  const memory = formatter(
-    schema.metrics.get("processes.top_memory.*.memory_percent")?.unit ?? schema.unit("memory"),
-  );
+  const memory = formatter(schema.unit("processes.top_memory.*.memory_percent"));
   for (let i = 0; i < slots; i += 1) {
     const p = list[i];
     const cells = rows.children[i].children;
