@@ -17,7 +17,7 @@ import socket
 import time
 
 import redis.asyncio as aioredis
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
@@ -35,7 +35,7 @@ from ._fleet_wire import (
 )
 from ._registry import GROUPS
 from ._sample import Sample
-from ._settings import ExistingDirectory, LogLevel, SettingsError, describe_validation_error
+from ._settings import ExistingDirectory, LogLevel, validated
 from ._source import LocalSource, describe_exception
 from ._watch import Backoff
 
@@ -90,11 +90,7 @@ class AgentSettings(BaseSettings):
 
 def load_agent_settings(**overrides: object) -> AgentSettings:
     """Like :func:`~sysstream.load_settings`, for the agent; one-line :class:`SettingsError`."""
-    given = {key: value for key, value in overrides.items() if value is not None}
-    try:
-        return AgentSettings(**given)  # type: ignore[arg-type]
-    except ValidationError as exc:
-        raise SettingsError(describe_validation_error(exc)) from None
+    return validated(AgentSettings, **overrides)
 
 
 class PublisherState(enum.Enum):

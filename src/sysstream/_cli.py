@@ -7,7 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any, get_origin
+from typing import Any, NoReturn, get_origin
 
 import click
 from pydantic.fields import FieldInfo
@@ -17,15 +17,15 @@ from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
 from . import __version__
-from ._agent import AgentSettings, load_agent_settings, run_agent
+from ._agent import AgentSettings, run_agent
 from ._server import ServeError, run_server
-from ._settings import Settings, SettingsError, load_settings
+from ._settings import ModelT, Settings, SettingsError, validated
 from ._watch import DEFAULT_URL, watch
 
 __all__ = ["main"]
 
 
-def _fail(message: str) -> None:
+def _fail(message: str) -> NoReturn:
     """One line on stderr and exit status 2: bad input never shows a traceback."""
     click.echo(f"sysstream: {message}", err=True)
     raise SystemExit(2)
@@ -69,6 +69,17 @@ def _option(name: str, field: FieldInfo) -> Callable[[Callable[..., None]], Call
 settings_options = model_options(Settings)
 
 
+def _settings_or_fail(model: type[ModelT], flags: dict[str, Any]) -> ModelT:
+    """The command's validated settings, with logging set to their level; a bad value is
+    one line on stderr and exit status 2."""
+    try:
+        settings = validated(model, **flags)
+    except SettingsError as exc:
+        _fail(str(exc))
+    _log_to_stderr(getattr(settings, "log_level", "info"))
+    return settings
+
+
 def _log_to_stderr(level: str) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
@@ -81,12 +92,7 @@ def _log_to_stderr(level: str) -> None:
 @settings_options
 def serve(**flags: Any) -> None:
     """Serve the stream, the API and the dashboard."""
-    try:
-        settings = load_settings(**flags)
-    except SettingsError as exc:
-        _fail(str(exc))
-        return
-    _log_to_stderr(settings.log_level)
+    settings = _settings_or_fail(Settings, flags)
     try:
         run_server(settings)
     except ServeError as exc:
@@ -97,12 +103,7 @@ def serve(**flags: Any) -> None:
 @model_options(AgentSettings)
 def agent(**flags: Any) -> None:
     """Sample this host and publish each tick to Redis, for `serve --redis` hubs."""
-    try:
-        settings = load_agent_settings(**flags)
-    except SettingsError as exc:
-        _fail(str(exc))
-        return
-    _log_to_stderr(settings.log_level)
+    settings = _settings_or_fail(AgentSettings, flags)
     asyncio.run(_until_signalled(run_agent(settings)))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import platformdirs
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
@@ -40,6 +40,9 @@ def _existing_directory(value: str) -> str:
 
 
 ExistingDirectory = Annotated[str, AfterValidator(_existing_directory)]
+
+
+ModelT = TypeVar("ModelT", bound=BaseSettings)
 
 
 class SettingsError(ValueError):
@@ -139,16 +142,22 @@ class Settings(BaseSettings):
         return value
 
 
-def load_settings(**overrides: object) -> Settings:
-    """Build settings from the environment plus explicit overrides (flags win).
+def validated(model: type[ModelT], **overrides: object) -> ModelT:
+    """Build ``model`` from the environment plus explicit overrides (flags win); unset flags
+    (None, or an empty repeated flag) leave the environment's value or the default.
 
     Raises :class:`SettingsError` with a single line on the first invalid value.
     """
-    given = {key: value for key, value in overrides.items() if value not in (None, ())}
+    given: dict[str, Any] = {k: v for k, v in overrides.items() if v not in (None, ())}
     try:
-        return Settings(**given)  # type: ignore[arg-type]
+        return model(**given)
     except ValidationError as exc:
         raise SettingsError(describe_validation_error(exc)) from None
+
+
+def load_settings(**overrides: object) -> Settings:
+    """The server's settings: :func:`validated` for :class:`Settings`."""
+    return validated(Settings, **overrides)
 
 
 def describe_validation_error(exc: ValidationError) -> str:
