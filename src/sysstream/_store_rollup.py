@@ -96,6 +96,22 @@ def summarize(values: Sequence[Any]) -> Summary:
     return Summary(n, latest, latest, latest)
 
 
+def _combine_at(parts: Sequence[Summary], key: Any) -> Summary:
+    """Merge the children at ``key`` (a dict key or list index) of the parts that have one."""
+    return combine(
+        [
+            Summary(
+                part.n,
+                part.avg[key],
+                _child(part.min, key, part.avg[key]),
+                _child(part.max, key, part.avg[key]),
+            )
+            for part in parts
+            if (key in part.avg if isinstance(part.avg, dict) else key < len(part.avg))
+        ]
+    )
+
+
 def combine(parts: Sequence[Summary]) -> Summary:
     """Merge summaries (oldest first, non-empty) into one, averages weighted by point count."""
     if not parts:
@@ -118,42 +134,22 @@ def combine(parts: Sequence[Summary]) -> Summary:
         )
     if kind is dict:
         dicts = [part for part in parts if isinstance(part.avg, dict)]
-        avg, low, high = {}, {}, {}
-        for key in _keys([part.avg for part in dicts]):
-            merged = combine(
-                [
-                    Summary(
-                        part.n,
-                        part.avg[key],
-                        _child(part.min, key, part.avg[key]),
-                        _child(part.max, key, part.avg[key]),
-                    )
-                    for part in dicts
-                    if key in part.avg
-                ]
-            )
-            avg[key], low[key], high[key] = merged.avg, merged.min, merged.max
-        return Summary(n, avg, low, high)
+        by_key = {key: _combine_at(dicts, key) for key in _keys([part.avg for part in dicts])}
+        return Summary(
+            n,
+            {key: merged.avg for key, merged in by_key.items()},
+            {key: merged.min for key, merged in by_key.items()},
+            {key: merged.max for key, merged in by_key.items()},
+        )
     if kind is list:
         lists = [part for part in parts if isinstance(part.avg, list)]
-        avg_l, low_l, high_l = [], [], []
-        for index in range(max(len(part.avg) for part in lists)):
-            merged = combine(
-                [
-                    Summary(
-                        part.n,
-                        part.avg[index],
-                        _child(part.min, index, part.avg[index]),
-                        _child(part.max, index, part.avg[index]),
-                    )
-                    for part in lists
-                    if index < len(part.avg)
-                ]
-            )
-            avg_l.append(merged.avg)
-            low_l.append(merged.min)
-            high_l.append(merged.max)
-        return Summary(n, avg_l, low_l, high_l)
+        by_index = [_combine_at(lists, index) for index in range(max(len(p.avg) for p in lists))]
+        return Summary(
+            n,
+            [merged.avg for merged in by_index],
+            [merged.min for merged in by_index],
+            [merged.max for merged in by_index],
+        )
     latest = parts[-1].avg
     return Summary(n, latest, latest, latest)
 
