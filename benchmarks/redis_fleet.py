@@ -47,9 +47,9 @@ INTERVAL = 1.0
 
 def realistic_values() -> dict[str, Any]:
     """One full tick of this machine's history-kept groups, as a real agent sends it."""
-    from sysstream._agent import published_groups
-    from sysstream._collectors import build_collectors
-    from sysstream._source import LocalSource
+    from sysstream.fleet._agent import published_groups
+    from sysstream.sampling._collectors import build_collectors
+    from sysstream.sampling._source import LocalSource
 
     async def sample_twice() -> dict[str, Any]:
         source = LocalSource(build_collectors(disk_path="/"), interval=0.2)
@@ -63,8 +63,8 @@ def realistic_values() -> dict[str, Any]:
 
 
 def simulate_agents(url: str, hosts: int) -> None:
-    from sysstream._fleet_wire import HOSTS_KEY, backlog_key, encode_tick, ticks_channel
     from sysstream._sample import Sample
+    from sysstream.sansio._wire import HOSTS_KEY, backlog_key, encode_tick, ticks_channel
 
     values = realistic_values()
     client = redis.Redis.from_url(url)

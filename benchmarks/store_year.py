@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sysstream._collectors import build_collectors
 from sysstream._registry import ALWAYS_FIELDS, GROUPS
 from sysstream._sample import Sample
-from sysstream._source import LocalSource
-from sysstream._store import FILE_NAME, HistoryStore
+from sysstream.sampling._collectors import build_collectors
+from sysstream.sampling._source import LocalSource
+from sysstream.store._store import FILE_NAME, HistoryStore
 
 DAY = 86400
 RESULTS = Path(__file__).parent / "results" / "store_year.json"

@@ -16,8 +16,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from sysstream import create_app, load_settings
-from sysstream._server import bind_socket, build_server
 from sysstream._settings import Settings
+from sysstream.web._server import bind_socket, build_server
 
 START_TIMEOUT = 10.0
 

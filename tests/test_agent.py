@@ -14,10 +14,10 @@ import time
 import pytest
 import redis
 
-from sysstream._agent import Publisher, PublisherState, published_groups
-from sysstream._fleet_wire import HOSTS_KEY, backlog_key, decode_tick, ticks_channel
 from sysstream._registry import GROUPS
 from sysstream._sample import Sample
+from sysstream.fleet._agent import Publisher, PublisherState, published_groups
+from sysstream.sansio._wire import HOSTS_KEY, backlog_key, decode_tick, ticks_channel
 
 from .redis_server import RedisServer
 

@@ -11,7 +11,8 @@ import time
 import psutil
 import pytest
 
-from sysstream._collectors import (
+from sysstream._registry import GROUPS
+from sysstream.sampling._collectors import (
     DiskIoCollector,
     LoadCollector,
     MountsCollector,
@@ -19,7 +20,6 @@ from sysstream._collectors import (
     ProcessesCollector,
     build_collectors,
 )
-from sysstream._registry import GROUPS
 
 
 def test_there_is_a_collector_for_every_registry_group() -> None:

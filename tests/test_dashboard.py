@@ -16,9 +16,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 import sysstream
-from sysstream._dashboard import STATIC_DIR
 from sysstream._sample import Sample
-from sysstream._store import HistoryStore
+from sysstream.store._store import HistoryStore
+from sysstream.web._dashboard import STATIC_DIR
 
 from .conftest import RunningServer, start_server, stop_server
 

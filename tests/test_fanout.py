@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sysstream._fanout import Offer, Outbox, OutboxState
+from sysstream.sansio._fanout import Offer, Outbox, OutboxState
 
 
 def test_free_outbox_sends_at_once() -> None:

@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from websockets.exceptions import ConnectionClosed
 
 from sysstream import create_app, load_settings
-from sysstream._collectors import build_collectors
-from sysstream._source import LocalSource
+from sysstream.sampling._collectors import build_collectors
+from sysstream.sampling._source import LocalSource
 
 from .conftest import RunningServer, receive_json, ws_client
 

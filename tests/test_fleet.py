@@ -17,9 +17,9 @@ import pytest
 import redis
 from websockets.exceptions import InvalidStatus
 
-from sysstream._agent import load_agent_settings, run_agent
-from sysstream._fleet_wire import encode_tick, ticks_channel
 from sysstream._sample import Sample
+from sysstream.fleet._agent import load_agent_settings, run_agent
+from sysstream.sansio._wire import encode_tick, ticks_channel
 
 from .conftest import RunningServer, receive_json, ws_client
 from .redis_server import RedisServer

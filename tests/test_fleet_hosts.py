@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sysstream._fleet_hosts import HostRecord, HostStatus
 from sysstream._sample import Sample
+from sysstream.sansio._hosts import HostRecord, HostStatus
 
 
 def sample(timestamp: float, **values: float) -> Sample:

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from sysstream._fleet_source import UNAVAILABLE, RemoteSource, is_placeholder
 from sysstream._sample import Sample
+from sysstream.fleet._source import UNAVAILABLE, RemoteSource, is_placeholder
 
 GROUPS = frozenset({"cpu", "memory"})
 

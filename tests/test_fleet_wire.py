@@ -5,7 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from sysstream._fleet_wire import (
+from sysstream._sample import Sample
+from sysstream.sansio._wire import (
     MAX_TICK_BYTES,
     WireError,
     backlog_key,
@@ -17,7 +18,6 @@ from sysstream._fleet_wire import (
     redact_url,
     ticks_channel,
 )
-from sysstream._sample import Sample
 
 SAMPLE = Sample(
     tick=7,
@@ -135,7 +135,7 @@ def test_passwords_are_redacted_in_messages() -> None:
 
 
 def test_the_local_host_id_is_reserved_for_the_hub_itself() -> None:
-    from sysstream._fleet_wire import check_host_id
+    from sysstream.sansio._wire import check_host_id
 
     with pytest.raises(ValueError, match="other than 'local'"):
         check_host_id("local")

@@ -3,8 +3,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from sysstream._history import History
 from sysstream._sample import Sample
+from sysstream.stream._history import History
 
 
 def sample(tick: int, **values: object) -> Sample:

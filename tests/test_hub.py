@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from sysstream import MetricsHub, Sample, View
-from sysstream._fanout import Offer, Outbox
+from sysstream.sansio._fanout import Offer, Outbox
 
 
 class ListSink:

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from sysstream._limits import (
+from sysstream.web._limits import (
     CONTROL_BURST,
     ConnectionLimit,
     ControlRateLimit,
@@ -68,7 +68,7 @@ def test_serving_raises_the_open_files_soft_limit() -> None:
     if hard == resource.RLIM_INFINITY or hard <= 256:
         pytest.skip(f"needs a finite hard limit above 256, got {hard}")
     code = (
-        "import resource; from sysstream._limits import raise_open_files_limit, "
+        "import resource; from sysstream.web._limits import raise_open_files_limit, "
         "resolve_max_clients; print(raise_open_files_limit(), resolve_max_clients(None), "
         "resource.getrlimit(resource.RLIMIT_NOFILE)[1])"
     )

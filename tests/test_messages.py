@@ -5,8 +5,8 @@ import struct
 import orjson
 import pytest
 
-from sysstream._messages import encode_error, encode_sample, format_timestamp, text_frame
 from sysstream._sample import Sample
+from sysstream.sansio._messages import encode_error, encode_sample, format_timestamp, text_frame
 
 STAMP = 1762777845.123456  # 2025-11-10T12:30:45.123456Z
 

@@ -5,8 +5,8 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from sysstream._prometheus import walk
 from sysstream._registry import GROUPS
+from sysstream.web._prometheus import walk
 
 from .conftest import RunningServer
 

@@ -17,8 +17,8 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import ConnectionClosed
 
 import sysstream
-from sysstream._limits import CONTROL_BURST
-from sysstream._router import MetricsRouter
+from sysstream.web._limits import CONTROL_BURST
+from sysstream.web._router import MetricsRouter
 
 from .conftest import RunningServer, receive_json, stop_server, ws_client
 

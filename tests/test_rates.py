@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sysstream._rates import CounterRate, CpuUsage, RateTable, cpu_busy_percent, round_rate
+from sysstream.sansio._rates import CounterRate, CpuUsage, RateTable, cpu_busy_percent, round_rate
 
 
 def times(user: float, idle: float, iowait: float = 0.0, guest: float = 0.0) -> dict[str, float]:

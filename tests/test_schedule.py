@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from sysstream._schedule import TickSchedule
+from sysstream.sansio._schedule import TickSchedule
 
 
 def test_deadlines_sit_on_the_grid_whatever_the_work_took() -> None:

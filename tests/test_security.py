@@ -18,7 +18,8 @@ from websockets.exceptions import InvalidStatus
 
 import sysstream
 from sysstream import load_settings
-from sysstream._security import (
+from sysstream._settings import SettingsError
+from sysstream.web._security import (
     AccessPolicy,
     OriginPolicy,
     TokenCheck,
@@ -26,7 +27,6 @@ from sysstream._security import (
     is_loopback_host,
     parse_origin_pattern,
 )
-from sysstream._settings import SettingsError
 
 from .conftest import receive_json, ws_client
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from sysstream._sinks import AsgiSink, TransportSink
+from sysstream.stream._sinks import AsgiSink, TransportSink
 
 
 class FakeWriter:

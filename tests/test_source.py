@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from sysstream._source import LocalSource
+from sysstream.sampling._source import LocalSource
 
 
 class Reader:

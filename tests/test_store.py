@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from sysstream._sample import Sample
-from sysstream._store import FILE_NAME, HistoryStore, StoreState
-from sysstream._store_rollup import bucket_start
+from sysstream.sansio._rollup import bucket_start
+from sysstream.store._store import FILE_NAME, HistoryStore, StoreState
 
 from .conftest import RunningServer, receive_json, ws_client
 

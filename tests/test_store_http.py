@@ -11,8 +11,8 @@ import httpx
 import orjson
 import pytest
 
-from sysstream._control import ControlError
-from sysstream._store_http import merge_ring, parse_range
+from sysstream.sansio._control import ControlError
+from sysstream.web._history_route import merge_ring, parse_range
 
 from .conftest import RunningServer, stop_server
 

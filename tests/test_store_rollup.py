@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sysstream._store_rollup import BucketRollup, Summary, bucket_start, combine, summarize
+from sysstream.sansio._rollup import BucketRollup, Summary, bucket_start, combine, summarize
 
 
 def test_numbers_summarise_to_avg_min_max() -> None:

@@ -14,8 +14,8 @@ import psutil
 import pytest
 
 from sysstream import create_app, load_settings
-from sysstream._collectors import build_collectors
-from sysstream._source import LocalSource
+from sysstream.sampling._collectors import build_collectors
+from sysstream.sampling._source import LocalSource
 
 from .conftest import RunningServer, receive_json, ws_client
 

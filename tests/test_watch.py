@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from sysstream._watch import Backoff, WatchState
+from sysstream.cli._watch import Backoff, WatchState
 
 
 def test_backoff_doubles_to_a_ceiling_and_resets() -> None:

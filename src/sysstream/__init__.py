@@ -9,13 +9,13 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from ._app import create_app
-from ._dashboard import dashboard
-from ._hub import MetricsHub, View
-from ._protocol import WebSocketProtocol
-from ._router import router
 from ._sample import Sample
 from ._settings import Settings, SettingsError, load_settings
+from .stream._hub import MetricsHub, View
+from .stream._protocol import WebSocketProtocol
+from .web._app import create_app
+from .web._dashboard import dashboard
+from .web._router import router
 
 __all__ = [
     "MetricsHub",

@@ -1,4 +1,4 @@
-"""A :class:`~sysstream._source.Source` fed from Redis: one remote host's ticks, handed in
+"""A :class:`~sysstream.sampling._source.Source` fed from Redis: one remote host's ticks, handed in
 by the hub's single Redis subscription, for that host's :class:`~sysstream.MetricsHub`.
 
 When no tick comes (Redis unreachable, the agent silent), the source still yields one
@@ -14,7 +14,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from ._sample import Sample
+from .._sample import Sample
 
 __all__ = ["UNAVAILABLE", "RemoteSource", "is_placeholder"]
 

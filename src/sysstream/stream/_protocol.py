@@ -3,10 +3,10 @@
 It is uvicorn's websockets-sans-I/O protocol plus what a broadcast server needs:
 
 * an ASGI scope extension, ``"sysstream.transport"``, through which the stream endpoint
-  gets a :class:`~sysstream._sinks.TransportSink` that writes the tick's pre-built frame
+  gets a :class:`~sysstream.stream._sinks.TransportSink` that writes the tick's pre-built frame
   straight to the transport, with back-pressure from ``pause_writing``/``resume_writing``;
 * a handover (``detach`` in the same extension): the endpoint gives the connection a
-  :class:`MessageHandler` (the router's :class:`~sysstream._session.ControlSession`) and
+  :class:`MessageHandler` (the router's :class:`~sysstream.sansio._session.ControlSession`) and
   returns; the protocol carries the connection from then on, handing it each message and
   telling it when the connection is lost, so no ASGI task (and none of the framework's
   suspended coroutines) is kept per connection;
@@ -33,7 +33,7 @@ from typing import Any, Protocol, cast
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from ._session import Close, Reply
+from ..sansio._session import Close, Reply
 from ._sinks import TransportSink
 
 __all__ = ["TRANSPORT_EXTENSION", "MessageHandler", "WebSocketProtocol"]

@@ -41,11 +41,11 @@ try:
 except ImportError:  # Windows: no advisory locks; one server per data dir is on the user
     fcntl = None  # type: ignore[assignment]
 
-from ._fleet_wire import RESERVED_HOST_ID
-from ._registry import GROUPS
-from ._sample import Sample
-from ._settings import Settings
-from ._store_rollup import Bucket, BucketRollup, Summary, bucket_start, combine
+from .._registry import GROUPS
+from .._sample import Sample
+from .._settings import Settings
+from ..sansio._rollup import Bucket, BucketRollup, Summary, bucket_start, combine
+from ..sansio._wire import RESERVED_HOST_ID
 
 __all__ = [
     "DEFAULT_TIERS",

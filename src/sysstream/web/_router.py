@@ -19,22 +19,22 @@ from fastapi import APIRouter, Depends, Query, WebSocket
 from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
-from ._collectors import build_collectors
-from ._control import ControlError, parse_fields, parse_history, parse_query
-from ._history import History
-from ._hub import MetricsHub, View
+from .._registry import ALWAYS_FIELDS, DEFAULT_FIELDS
+from .._settings import Settings
+from ..sampling._collectors import build_collectors
+from ..sampling._source import LocalSource, Source
+from ..sansio._control import ControlError, parse_fields, parse_history, parse_query
+from ..sansio._messages import encode_error, encode_json, encode_sample
+from ..sansio._session import POLICY_VIOLATION, Close, ControlSession
+from ..store._store import HistoryStore, StoreState
+from ..stream._history import History
+from ..stream._hub import MetricsHub, View
+from ..stream._protocol import TRANSPORT_EXTENSION
+from ..stream._sinks import AsgiSink, Sink
+from ._history_route import history_response as stored_history_response
 from ._limits import ConnectionLimit, resolve_max_clients
-from ._messages import encode_error, encode_json, encode_sample
-from ._protocol import TRANSPORT_EXTENSION
-from ._registry import ALWAYS_FIELDS, DEFAULT_FIELDS
 from ._schema import schema
 from ._security import AccessPolicy, Refusal, deny_websocket
-from ._session import POLICY_VIOLATION, Close, ControlSession
-from ._settings import Settings
-from ._sinks import AsgiSink, Sink
-from ._source import LocalSource, Source
-from ._store import HistoryStore, StoreState
-from ._store_http import history_response as stored_history_response
 
 __all__ = ["MetricsRouter", "router", "serve_stream"]
 

@@ -2,7 +2,7 @@
 
 A collector is called from a worker thread with the tick's monotonic time and returns the
 group's wire value (docs/protocol.md describes each shape). Collectors hold only the state
-their maths needs (previous counters); the maths itself lives in :mod:`sysstream._rates`.
+their maths needs (previous counters); the maths itself lives in :mod:`sysstream.sansio._rates`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from ._rates import CounterRate, CpuUsage, RateTable, round_rate
+from ..sansio._rates import CounterRate, CpuUsage, RateTable, round_rate
 
 __all__ = ["Collector", "build_collectors"]
 

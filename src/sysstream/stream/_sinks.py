@@ -3,7 +3,7 @@
 :class:`TransportSink` is the fast path: the frame built once per tick is written straight
 to the connection's transport (offered by :class:`sysstream.WebSocketProtocol`).
 :class:`AsgiSink` is the portable path for any ASGI server: one sender task per client
-awaiting ``send_text``. Both apply the same :class:`~sysstream._fanout.Outbox` policy.
+awaiting ``send_text``. Both apply the same :class:`~sysstream.sansio._fanout.Outbox` policy.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket
 
-from ._fanout import Offer, Outbox, OutboxState
+from ..sansio._fanout import Offer, Outbox, OutboxState
 
 __all__ = ["AsgiSink", "Sink", "TransportSink"]
 

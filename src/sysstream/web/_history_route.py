@@ -20,11 +20,11 @@ import anyio
 import orjson
 from fastapi.responses import Response
 
-from ._control import ControlError, parse_fields
-from ._history import History
-from ._messages import encode_error
-from ._registry import GROUPS
-from ._store import HistoryStore
+from .._registry import GROUPS
+from ..sansio._control import ControlError, parse_fields
+from ..sansio._messages import encode_error
+from ..store._store import HistoryStore
+from ..stream._history import History
 
 __all__ = ["HistoryRange", "history_response", "merge_ring", "parse_range"]
 

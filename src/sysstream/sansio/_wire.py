@@ -27,8 +27,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ._registry import GROUPS
-from ._sample import Sample
+from .._registry import GROUPS
+from .._sample import Sample
 
 __all__ = [
     "HOSTS_KEY",
@@ -72,7 +72,7 @@ class Tick:
     sample: Sample
 
 
-# The history store files a hub's own host under this id (sysstream._store.LOCAL_HOST).
+# The history store files a hub's own host under this id (sysstream.store._store.LOCAL_HOST).
 RESERVED_HOST_ID = "local"
 
 

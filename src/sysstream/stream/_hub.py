@@ -17,12 +17,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from .._registry import DEFAULT_FIELDS
+from .._sample import Sample
+from ..sampling._source import Source, describe_exception
+from ..sansio._messages import encode_sample, text_frame
 from ._history import History
-from ._messages import encode_sample, text_frame
-from ._registry import DEFAULT_FIELDS
-from ._sample import Sample
 from ._sinks import Sink
-from ._source import Source, describe_exception
 
 __all__ = ["DEFAULT_VIEW", "FanoutStats", "HubState", "MetricsHub", "Recorder", "View"]
 

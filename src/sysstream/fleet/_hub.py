@@ -2,8 +2,8 @@
 :class:`~sysstream.MetricsHub` per remote host.
 
 :class:`Fleet` pattern-subscribes to every host's tick channel, decodes each message once
-(:mod:`sysstream._fleet_wire`) and hands the sample to that host's
-:class:`~sysstream._fleet_source.RemoteSource`; the host's hub then encodes it once per
+(:mod:`sysstream.sansio._wire`) and hands the sample to that host's
+:class:`~sysstream.fleet._source.RemoteSource`; the host's hub then encodes it once per
 view, as the local hub does. On each (re)connect it reads the known hosts and their
 backlogs into history, so a hub that starts late, or was cut off, fills the gap. While
 Redis is unreachable it retries with backoff and every host's stream carries the
@@ -24,9 +24,12 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from ._fleet_hosts import MISSED_INTERVALS, HostRecord, HostStatus
-from ._fleet_source import RemoteSource, is_placeholder
-from ._fleet_wire import (
+from .._registry import ALWAYS_FIELDS
+from .._sample import Sample
+from ..cli._watch import Backoff
+from ..sampling._source import describe_exception
+from ..sansio._hosts import MISSED_INTERVALS, HostRecord, HostStatus
+from ..sansio._wire import (
     HOSTS_KEY,
     TICKS_PATTERN,
     Tick,
@@ -37,12 +40,9 @@ from ._fleet_wire import (
     host_of_channel,
     redact_url,
 )
-from ._history import History
-from ._hub import MetricsHub, Recorder
-from ._registry import ALWAYS_FIELDS
-from ._sample import Sample
-from ._source import describe_exception
-from ._watch import Backoff
+from ..stream._history import History
+from ..stream._hub import MetricsHub, Recorder
+from ._source import RemoteSource, is_placeholder
 
 __all__ = ["Fleet", "HostHistory", "RedisState", "RemoteHost"]
 

@@ -33,7 +33,7 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from ._messages import encode_error
+from ..sansio._messages import encode_error
 
 __all__ = [
     "DENIAL_EXTENSION",

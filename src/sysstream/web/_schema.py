@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._registry import DEFAULT_FIELDS, GROUPS
+from .._registry import DEFAULT_FIELDS, GROUPS
 
 __all__ = ["schema"]
 

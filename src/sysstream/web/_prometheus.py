@@ -14,9 +14,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ._hub import MetricsHub
-from ._registry import GROUPS, Kind
-from ._registry import Metric as RegistryMetric
+from .._registry import GROUPS, Kind
+from .._registry import Metric as RegistryMetric
+from ..stream._hub import MetricsHub
 
 __all__ = ["CONTENT_TYPE", "HubCollector", "exposition", "walk"]
 

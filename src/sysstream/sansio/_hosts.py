@@ -12,9 +12,9 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from .._registry import DEFAULT_FIELDS
+from .._sample import Sample
 from ._messages import format_timestamp
-from ._registry import DEFAULT_FIELDS
-from ._sample import Sample
 
 __all__ = ["MISSED_INTERVALS", "HostRecord", "HostStatus"]
 

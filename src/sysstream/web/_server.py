@@ -9,11 +9,11 @@ import socket
 import uvicorn
 from fastapi import FastAPI
 
+from .._settings import Settings
+from ..stream._protocol import WebSocketProtocol
 from ._app import create_app
 from ._limits import connection_backstop, default_max_clients, raise_open_files_limit
-from ._protocol import WebSocketProtocol
 from ._security import install_log_redaction, is_loopback_host
-from ._settings import Settings
 
 __all__ = ["ServeError", "bind_socket", "build_server", "run_server"]
 

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from .._registry import GROUPS
+from .._sample import Sample
+from ..sansio._schedule import TickSchedule
 from ._collectors import Collector
-from ._registry import GROUPS
-from ._sample import Sample
-from ._schedule import TickSchedule
 
 __all__ = ["LocalSource", "Source", "describe_exception"]
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from ._sample import Sample
+from .._sample import Sample
 
 __all__ = [
     "COLLECTION_FAILED",

@@ -17,15 +17,15 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, WebSocket
 from fastapi.responses import Response
 
-from ._fleet import Fleet, RemoteHost
-from ._fleet_wire import check_host_id
-from ._hub import Recorder
+from .._registry import DEFAULT_FIELDS
+from .._settings import Settings
+from ..fleet._hub import Fleet, RemoteHost
+from ..sansio._messages import encode_error, encode_json, format_timestamp
+from ..sansio._wire import check_host_id
+from ..stream._hub import Recorder
 from ._limits import ConnectionLimit
-from ._messages import encode_error, encode_json, format_timestamp
-from ._registry import DEFAULT_FIELDS
 from ._router import JSON, TRY_AGAIN_LATER, history_response, latest_response, serve_stream
 from ._security import AccessPolicy, Refusal, deny_websocket
-from ._settings import Settings
 
 __all__ = ["FleetRouter", "fleet_router"]
 
@@ -35,7 +35,7 @@ UNKNOWN_HOST_CLOSE = 4404
 
 
 class FleetRouter(APIRouter):
-    """An APIRouter that carries its :class:`~sysstream._fleet.Fleet`."""
+    """An APIRouter that carries its :class:`~sysstream.fleet._hub.Fleet`."""
 
     fleet: Fleet
 

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Sequence
 
 import orjson
 
-from ._registry import GROUPS
-from ._sample import Sample
+from .._registry import GROUPS
+from .._sample import Sample
 
 __all__ = ["History"]
 
@@ -23,7 +23,7 @@ _NULL = b"null"
 
 
 class History:
-    """A bounded ring of recent samples; a hub :class:`~sysstream._hub.Recorder`."""
+    """A bounded ring of recent samples; a hub :class:`~sysstream.stream._hub.Recorder`."""
 
     def __init__(self, seconds: float, interval: float) -> None:
         if seconds < 0 or interval <= 0:

@@ -2,7 +2,7 @@
 
 ``?fields=cpu,net&interval=2&history=300`` on connect, and
 ``{"type": "subscribe", "fields": [...], "interval": 2}`` while connected, both become a
-:class:`~sysstream._hub.View`. Every way to get it wrong raises :class:`ControlError`
+:class:`~sysstream.stream._hub.View`. Every way to get it wrong raises :class:`ControlError`
 with the one-line message the client receives.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import orjson
 
-from ._hub import DEFAULT_VIEW, View
-from ._registry import GROUPS
+from .._registry import GROUPS
+from ..stream._hub import DEFAULT_VIEW, View
 
 __all__ = ["MAX_INTERVAL", "ControlError", "Subscribe", "parse_control", "parse_query"]
 

@@ -3,7 +3,7 @@
 The agent serves nothing. Each tick it samples every group kept in history (the same
 psutil sampler as ``serve``) and writes it in one pipeline: to the host's pub/sub channel
 for live streams, to its capped backlog stream for hubs that start late, and to the set
-of known hosts (:mod:`sysstream._fleet_wire` has the keys and format). While Redis is
+of known hosts (:mod:`sysstream.sansio._wire` has the keys and format). While Redis is
 unreachable ticks are dropped and the agent retries with exponential backoff; sampling
 never waits for Redis longer than the socket timeout.
 """
@@ -23,8 +23,13 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from ._collectors import build_collectors
-from ._fleet_wire import (
+from .._registry import GROUPS
+from .._sample import Sample
+from .._settings import ExistingDirectory, LogLevel, validated
+from ..cli._watch import Backoff
+from ..sampling._collectors import build_collectors
+from ..sampling._source import LocalSource, describe_exception
+from ..sansio._wire import (
     HOSTS_KEY,
     backlog_key,
     check_host_id,
@@ -33,11 +38,6 @@ from ._fleet_wire import (
     redact_url,
     ticks_channel,
 )
-from ._registry import GROUPS
-from ._sample import Sample
-from ._settings import ExistingDirectory, LogLevel, validated
-from ._source import LocalSource, describe_exception
-from ._watch import Backoff
 
 __all__ = ["AgentSettings", "Publisher", "PublisherState", "load_agent_settings", "run_agent"]
 

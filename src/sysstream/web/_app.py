@@ -7,16 +7,16 @@ import asyncio
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from . import __version__
+from .. import __version__
+from .._settings import Settings
+from ..sampling._source import Source
+from ..sansio._messages import encode_json
+from ..store._store import store_from_settings
 from ._dashboard import dashboard
 from ._fleet_routes import fleet_router
-from ._messages import encode_json
 from ._prometheus import CONTENT_TYPE, exposition
 from ._router import JSON, router
 from ._security import AccessMiddleware
-from ._settings import Settings
-from ._source import Source
-from ._store import store_from_settings
 
 __all__ = ["create_app"]
 

@@ -16,11 +16,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..stream._hub import MetricsHub
+from ..stream._sinks import Sink
+from ..web._limits import ControlRateLimit
 from ._control import ControlError, parse_control
-from ._hub import MetricsHub
-from ._limits import ControlRateLimit
 from ._messages import encode_error, encode_json, format_timestamp
-from ._sinks import Sink
 
 __all__ = ["POLICY_VIOLATION", "Close", "ControlSession", "Reply", "SessionState"]
 

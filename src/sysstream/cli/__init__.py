@@ -1,0 +1,1 @@
+"""The ``sysstream`` command line and its terminal client."""
