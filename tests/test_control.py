@@ -3,9 +3,9 @@ from __future__ import annotations
 import orjson
 import pytest
 
+from sysstream import View
 from sysstream._registry import DEFAULT_FIELDS, GROUPS
 from sysstream.sansio._control import ControlError, parse_control, parse_query
-from sysstream.stream._hub import View
 
 
 def subscribe(**message: object) -> str:

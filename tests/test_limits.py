@@ -13,10 +13,9 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from sysstream.sansio._ratelimit import CONTROL_BURST, ControlRateLimit
 from sysstream.web._limits import (
-    CONTROL_BURST,
     ConnectionLimit,
-    ControlRateLimit,
     connection_backstop,
     default_max_clients,
     resolve_max_clients,

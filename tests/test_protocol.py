@@ -17,7 +17,7 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.exceptions import ConnectionClosed
 
 import sysstream
-from sysstream.web._limits import CONTROL_BURST
+from sysstream.sansio._ratelimit import CONTROL_BURST
 from sysstream.web._router import MetricsRouter
 
 from .conftest import RunningServer, receive_json, stop_server, ws_client

@@ -19,13 +19,12 @@ from websockets.exceptions import InvalidStatus
 import sysstream
 from sysstream import load_settings
 from sysstream._settings import SettingsError
+from sysstream.sansio._origins import OriginPolicy, parse_origin_pattern
 from sysstream.web._security import (
     AccessPolicy,
-    OriginPolicy,
     TokenCheck,
     TokenRedactingFilter,
     is_loopback_host,
-    parse_origin_pattern,
 )
 
 from .conftest import receive_json, ws_client

@@ -6,8 +6,8 @@ import orjson
 import pytest
 
 from sysstream import MetricsHub, View
+from sysstream.sansio._ratelimit import ControlRateLimit
 from sysstream.sansio._session import Close, ControlSession, Reply, SessionState
-from sysstream.web._limits import ControlRateLimit
 
 from .test_hub import ListSink, sample
 

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from sysstream.cli._watch import Backoff, WatchState
+from sysstream.cli._watch import WatchState
+from sysstream.sansio._backoff import Backoff
 
 
 def test_backoff_doubles_to_a_ceiling_and_resets() -> None:

@@ -7,15 +7,12 @@ Standalone: ``sysstream serve``. Inside an existing FastAPI app::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from ._sample import Sample
 from ._settings import Settings, SettingsError, load_settings
-from .stream._hub import MetricsHub, View
-from .stream._protocol import WebSocketProtocol
-from .web._app import create_app
-from .web._dashboard import dashboard
-from .web._router import router
+from ._version import __version__
+from .sansio import View
+from .stream import MetricsHub, WebSocketProtocol
+from .web import create_app, dashboard, router
 
 __all__ = [
     "MetricsHub",

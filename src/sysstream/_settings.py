@@ -11,8 +11,7 @@ import platformdirs
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .sansio._wire import check_redis_url
-from .web._security import parse_origin_pattern
+from .sansio import check_redis_url, parse_origin_pattern
 
 __all__ = ["LogLevel", "Settings", "SettingsError", "load_settings"]
 

@@ -16,10 +16,10 @@ from rich.console import Console
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from .. import __version__
 from .._settings import ModelT, Settings, SettingsError, validated
-from ..fleet._agent import AgentSettings, run_agent
-from ..web._server import ServeError, run_server
+from .._version import __version__
+from ..fleet import AgentSettings, run_agent
+from ..web import ServeError, run_server
 from ._watch import DEFAULT_URL, watch
 
 __all__ = ["main"]

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,26 +14,11 @@ from rich.table import Table
 from rich.text import Text
 from websockets.asyncio.client import connect
 
-__all__ = ["Backoff", "WatchState", "watch"]
+from ..sansio import Backoff
+
+__all__ = ["WatchState", "watch"]
 
 DEFAULT_URL = "ws://127.0.0.1:54112/api/system/metrics"
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Exponential reconnect delays with jitter: 0.5 s doubling up to ``maximum``."""
-
-    initial: float = 0.5
-    maximum: float = 10.0
-    attempt: int = 0
-
-    def next_delay(self, jitter: Callable[[], float] = random.random) -> float:
-        delay: float = min(self.maximum, self.initial * 2.0**self.attempt)
-        self.attempt += 1
-        return delay * (0.5 + float(jitter()) / 2)
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 @dataclass(slots=True)

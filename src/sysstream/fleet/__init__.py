@@ -1,1 +1,8 @@
 """Fleet mode: agents publish ticks to Redis; hubs serve every host with the same protocol."""
+
+from __future__ import annotations
+
+from ._agent import AgentSettings, run_agent
+from ._hub import Fleet, RemoteHost
+
+__all__ = ["AgentSettings", "Fleet", "RemoteHost", "run_agent"]

@@ -26,11 +26,10 @@ from redis.exceptions import RedisError
 from .._registry import GROUPS
 from .._sample import Sample
 from .._settings import ExistingDirectory, LogLevel, validated
-from ..cli._watch import Backoff
-from ..sampling._collectors import build_collectors
-from ..sampling._source import LocalSource, describe_exception
-from ..sansio._wire import (
+from ..sampling import LocalSource, build_collectors, describe_exception
+from ..sansio import (
     HOSTS_KEY,
+    Backoff,
     backlog_key,
     check_host_id,
     check_redis_url,

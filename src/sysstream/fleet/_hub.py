@@ -26,12 +26,14 @@ from redis.exceptions import RedisError
 
 from .._registry import ALWAYS_FIELDS
 from .._sample import Sample
-from ..cli._watch import Backoff
-from ..sampling._source import describe_exception
-from ..sansio._hosts import MISSED_INTERVALS, HostRecord, HostStatus
-from ..sansio._wire import (
+from ..sampling import describe_exception
+from ..sansio import (
     HOSTS_KEY,
+    MISSED_INTERVALS,
     TICKS_PATTERN,
+    Backoff,
+    HostRecord,
+    HostStatus,
     Tick,
     WireError,
     backlog_key,
@@ -40,8 +42,7 @@ from ..sansio._wire import (
     host_of_channel,
     redact_url,
 )
-from ..stream._history import History
-from ..stream._hub import MetricsHub, Recorder
+from ..stream import History, MetricsHub, Recorder
 from ._source import RemoteSource, is_placeholder
 
 __all__ = ["Fleet", "HostHistory", "RedisState", "RemoteHost"]

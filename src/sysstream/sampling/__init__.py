@@ -1,1 +1,8 @@
 """Sampling this host: platform readers over psutil and the source that ticks them."""
+
+from __future__ import annotations
+
+from ._collectors import build_collectors
+from ._source import LocalSource, Source, describe_exception
+
+__all__ = ["LocalSource", "Source", "build_collectors", "describe_exception"]

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 import psutil
 
-from ..sansio._rates import CounterRate, CpuUsage, RateTable, round_rate
+from ..sansio import CounterRate, CpuUsage, RateTable, round_rate
 
 __all__ = ["Collector", "build_collectors"]
 

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from .._registry import GROUPS
 from .._sample import Sample
-from ..sansio._schedule import TickSchedule
+from ..sansio import TickSchedule
 from ._collectors import Collector
 
 __all__ = ["LocalSource", "Source", "describe_exception"]

@@ -1,2 +1,80 @@
 """The sans-I/O core: plain objects fed data and asked for output. Nothing here
 imports asyncio, sockets, threads or a web framework (tests/test_layout.py checks)."""
+
+from __future__ import annotations
+
+from ._backoff import Backoff
+from ._control import DEFAULT_VIEW, ControlError, View, parse_fields, parse_history, parse_query
+from ._fanout import Offer, Outbox, OutboxState
+from ._hosts import MISSED_INTERVALS, HostRecord, HostStatus
+from ._messages import encode_error, encode_json, encode_sample, format_timestamp, text_frame
+from ._origins import OriginPolicy, parse_origin_pattern
+from ._rates import CounterRate, CpuUsage, RateTable, round_rate
+from ._rollup import Bucket, BucketRollup, Summary, bucket_start, combine
+from ._schedule import TickSchedule
+from ._session import POLICY_VIOLATION, Close, ControlSession, Reply
+from ._wire import (
+    HOSTS_KEY,
+    RESERVED_HOST_ID,
+    TICKS_PATTERN,
+    Tick,
+    WireError,
+    backlog_key,
+    check_host_id,
+    check_redis_url,
+    decode_tick,
+    encode_tick,
+    host_of_channel,
+    redact_url,
+    ticks_channel,
+)
+
+__all__ = [
+    "DEFAULT_VIEW",
+    "HOSTS_KEY",
+    "MISSED_INTERVALS",
+    "POLICY_VIOLATION",
+    "RESERVED_HOST_ID",
+    "TICKS_PATTERN",
+    "Backoff",
+    "Bucket",
+    "BucketRollup",
+    "Close",
+    "ControlError",
+    "ControlSession",
+    "CounterRate",
+    "CpuUsage",
+    "HostRecord",
+    "HostStatus",
+    "Offer",
+    "OriginPolicy",
+    "Outbox",
+    "OutboxState",
+    "RateTable",
+    "Reply",
+    "Summary",
+    "Tick",
+    "TickSchedule",
+    "View",
+    "WireError",
+    "backlog_key",
+    "bucket_start",
+    "check_host_id",
+    "check_redis_url",
+    "combine",
+    "decode_tick",
+    "encode_error",
+    "encode_json",
+    "encode_sample",
+    "encode_tick",
+    "format_timestamp",
+    "host_of_channel",
+    "parse_fields",
+    "parse_history",
+    "parse_origin_pattern",
+    "parse_query",
+    "redact_url",
+    "round_rate",
+    "text_frame",
+    "ticks_channel",
+]

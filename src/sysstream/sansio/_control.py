@@ -2,7 +2,7 @@
 
 ``?fields=cpu,net&interval=2&history=300`` on connect, and
 ``{"type": "subscribe", "fields": [...], "interval": 2}`` while connected, both become a
-:class:`~sysstream.stream._hub.View`. Every way to get it wrong raises :class:`ControlError`
+:class:`View`. Every way to get it wrong raises :class:`ControlError`
 with the one-line message the client receives.
 """
 
@@ -15,8 +15,7 @@ from typing import Any
 
 import orjson
 
-from .._registry import GROUPS
-from ..stream._hub import DEFAULT_VIEW, View
+from .._registry import DEFAULT_FIELDS, GROUPS
 
 __all__ = ["MAX_INTERVAL", "ControlError", "Subscribe", "parse_control", "parse_query"]
 
@@ -25,6 +24,17 @@ MAX_INTERVAL = 3600.0
 
 class ControlError(ValueError):
     """Invalid subscription input; ``str()`` is the error sent to the client."""
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    """What a client receives: which field groups, on every ``every``-th tick."""
+
+    fields: tuple[str, ...] = DEFAULT_FIELDS
+    every: int = 1
+
+
+DEFAULT_VIEW = View()
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,14 +15,26 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
-from ..stream._hub import MetricsHub
-from ..stream._sinks import Sink
-from ..web._limits import ControlRateLimit
-from ._control import ControlError, parse_control
+from ._control import ControlError, View, parse_control
 from ._messages import encode_error, encode_json, format_timestamp
+from ._ratelimit import ControlRateLimit
 
-__all__ = ["POLICY_VIOLATION", "Close", "ControlSession", "Reply", "SessionState"]
+__all__ = ["POLICY_VIOLATION", "Close", "ControlSession", "Reply", "SessionState", "Subscriptions"]
+
+
+class Subscriptions(Protocol):
+    """What a session needs of the hub (:class:`sysstream.MetricsHub` is one)."""
+
+    @property
+    def interval(self) -> float:
+        """Seconds between ticks."""
+
+    def move(self, sink: Any, view: View) -> None: ...
+
+    def detach(self, sink: Any) -> None: ...
+
 
 POLICY_VIOLATION = 1008
 
@@ -63,8 +75,8 @@ class ControlSession:
 
     def __init__(
         self,
-        hub: MetricsHub,
-        sink: Sink,
+        hub: Subscriptions,
+        sink: object,
         *,
         on_close: Callable[[], None] | None = None,
         rate: ControlRateLimit | None = None,
@@ -84,7 +96,7 @@ class ControlSession:
         if not self._rate.allow(self._clock()):
             self.state = SessionState.CLOSING
             return FLOOD
-        tick = self.hub.source.interval
+        tick = self.hub.interval
         try:
             if not isinstance(message, str):
                 raise ControlError("expected a JSON text message, got a binary frame")

@@ -1,1 +1,7 @@
 """The history store: samples kept across restarts in an embedded SQLite file, in tiers."""
+
+from __future__ import annotations
+
+from ._store import HistoryStore, StoreState, store_from_settings
+
+__all__ = ["HistoryStore", "StoreState", "store_from_settings"]

@@ -44,8 +44,7 @@ except ImportError:  # Windows: no advisory locks; one server per data dir is on
 from .._registry import GROUPS
 from .._sample import Sample
 from .._settings import Settings
-from ..sansio._rollup import Bucket, BucketRollup, Summary, bucket_start, combine
-from ..sansio._wire import RESERVED_HOST_ID
+from ..sansio import RESERVED_HOST_ID, Bucket, BucketRollup, Summary, bucket_start, combine
 
 __all__ = [
     "DEFAULT_TIERS",

@@ -19,25 +19,14 @@ from typing import Protocol
 
 from .._registry import DEFAULT_FIELDS
 from .._sample import Sample
-from ..sampling._source import Source, describe_exception
-from ..sansio._messages import encode_sample, text_frame
+from ..sampling import Source, describe_exception
+from ..sansio import DEFAULT_VIEW, View, encode_sample, text_frame
 from ._history import History
 from ._sinks import Sink
 
-__all__ = ["DEFAULT_VIEW", "FanoutStats", "HubState", "MetricsHub", "Recorder", "View"]
+__all__ = ["FanoutStats", "HubState", "MetricsHub", "Recorder"]
 
 logger = logging.getLogger("sysstream")
-
-
-@dataclass(frozen=True, slots=True)
-class View:
-    """What a client receives: which field groups, on every ``every``-th tick."""
-
-    fields: tuple[str, ...] = DEFAULT_FIELDS
-    every: int = 1
-
-
-DEFAULT_VIEW = View()
 
 
 class Recorder(Protocol):
@@ -97,6 +86,11 @@ class MetricsHub:
         self._ticked = asyncio.Condition()
 
     # Clients
+
+    @property
+    def interval(self) -> float:
+        """Seconds between ticks: the source's interval."""
+        return self.source.interval
 
     @property
     def clients(self) -> int:

@@ -33,7 +33,7 @@ from typing import Any, Protocol, cast
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from ..sansio._session import Close, Reply
+from ..sansio import Close, Reply
 from ._sinks import TransportSink
 
 __all__ = ["TRANSPORT_EXTENSION", "MessageHandler", "WebSocketProtocol"]

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from starlette.websockets import WebSocket
 
-from ..sansio._fanout import Offer, Outbox, OutboxState
+from ..sansio import Offer, Outbox, OutboxState
 
 __all__ = ["AsgiSink", "Sink", "TransportSink"]
 

@@ -7,11 +7,11 @@ import asyncio
 from fastapi import FastAPI
 from fastapi.responses import Response
 
-from .. import __version__
 from .._settings import Settings
-from ..sampling._source import Source
-from ..sansio._messages import encode_json
-from ..store._store import store_from_settings
+from .._version import __version__
+from ..sampling import Source
+from ..sansio import encode_json
+from ..store import store_from_settings
 from ._dashboard import dashboard
 from ._fleet_routes import fleet_router
 from ._prometheus import CONTENT_TYPE, exposition

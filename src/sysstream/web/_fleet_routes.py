@@ -19,10 +19,9 @@ from fastapi.responses import Response
 
 from .._registry import DEFAULT_FIELDS
 from .._settings import Settings
-from ..fleet._hub import Fleet, RemoteHost
-from ..sansio._messages import encode_error, encode_json, format_timestamp
-from ..sansio._wire import check_host_id
-from ..stream._hub import Recorder
+from ..fleet import Fleet, RemoteHost
+from ..sansio import check_host_id, encode_error, encode_json, format_timestamp
+from ..stream import Recorder
 from ._limits import ConnectionLimit
 from ._router import JSON, TRY_AGAIN_LATER, history_response, latest_response, serve_stream
 from ._security import AccessPolicy, Refusal, deny_websocket

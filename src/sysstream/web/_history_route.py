@@ -21,10 +21,9 @@ import orjson
 from fastapi.responses import Response
 
 from .._registry import GROUPS
-from ..sansio._control import ControlError, parse_fields
-from ..sansio._messages import encode_error
-from ..store._store import HistoryStore
-from ..stream._history import History
+from ..sansio import ControlError, encode_error, parse_fields
+from ..store import HistoryStore
+from ..stream import History
 
 __all__ = ["HistoryRange", "history_response", "merge_ring", "parse_range"]
 

@@ -1,9 +1,10 @@
 """Bounds on what clients can cost: connection count, control-message rate, open files.
 
-:class:`ConnectionLimit` and :class:`ControlRateLimit` are sans-I/O counters the router
-consults (fed timestamps, asked yes or no); the open-files helpers size the default
-``--max-clients`` so that a full server refuses connections cleanly (HTTP 503) instead of
-running out of file descriptors, where the OS would refuse them without a word.
+:class:`ConnectionLimit` is a sans-I/O counter the router consults (asked yes or no; the
+control-message rate limit is :mod:`sysstream.sansio._ratelimit`); the open-files helpers
+size the default ``--max-clients`` so that a full server refuses connections cleanly (HTTP
+503) instead of running out of file descriptors, where the OS would refuse them without a
+word.
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ import contextlib
 import resource
 
 __all__ = [
-    "CONTROL_BURST",
-    "CONTROL_RATE",
     "FD_RESERVE",
     "ConnectionLimit",
-    "ControlRateLimit",
     "connection_backstop",
     "default_max_clients",
     "open_files_limit",
@@ -24,39 +22,9 @@ __all__ = [
     "resolve_max_clients",
 ]
 
-# A client changes its subscription a few times a minute; a dashboard toggling fields
-# sends a short burst. Anything faster than this is a flood.
-CONTROL_RATE = 10.0  # messages per second, sustained
-CONTROL_BURST = 20  # messages at once
-
 # Descriptors kept for everything that is not a WebSocket client: the listening socket,
 # the event loop, the sampler's /proc and /sys reads, logs, and HTTP requests.
 FD_RESERVE = 256
-
-
-class ControlRateLimit:
-    """A token bucket per client: ``burst`` messages at once, ``rate`` per second after."""
-
-    __slots__ = ("_last", "_tokens", "burst", "rate")
-
-    def __init__(self, rate: float = CONTROL_RATE, burst: int = CONTROL_BURST) -> None:
-        if rate <= 0 or burst < 1:
-            raise ValueError(f"expected rate > 0 and burst >= 1, got rate={rate}, burst={burst}")
-        self.rate = rate
-        self.burst = burst
-        self._tokens = float(burst)
-        self._last: float | None = None
-
-    def allow(self, now: float) -> bool:
-        """Whether a message arriving at ``now`` (monotonic seconds) is within the limit."""
-        if self._last is not None:
-            elapsed = max(0.0, now - self._last)
-            self._tokens = min(float(self.burst), self._tokens + elapsed * self.rate)
-        self._last = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
 
 
 class ConnectionLimit:

@@ -16,7 +16,7 @@ from prometheus_client.registry import Collector
 
 from .._registry import GROUPS, Kind
 from .._registry import Metric as RegistryMetric
-from ..stream._hub import MetricsHub
+from ..stream import MetricsHub
 
 __all__ = ["CONTENT_TYPE", "HubCollector", "exposition", "walk"]
 

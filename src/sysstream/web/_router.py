@@ -21,16 +21,22 @@ from starlette.websockets import WebSocketDisconnect
 
 from .._registry import ALWAYS_FIELDS, DEFAULT_FIELDS
 from .._settings import Settings
-from ..sampling._collectors import build_collectors
-from ..sampling._source import LocalSource, Source
-from ..sansio._control import ControlError, parse_fields, parse_history, parse_query
-from ..sansio._messages import encode_error, encode_json, encode_sample
-from ..sansio._session import POLICY_VIOLATION, Close, ControlSession
-from ..store._store import HistoryStore, StoreState
-from ..stream._history import History
-from ..stream._hub import MetricsHub, View
-from ..stream._protocol import TRANSPORT_EXTENSION
-from ..stream._sinks import AsgiSink, Sink
+from ..sampling import LocalSource, Source, build_collectors
+from ..sansio import (
+    POLICY_VIOLATION,
+    Close,
+    ControlError,
+    ControlSession,
+    View,
+    encode_error,
+    encode_json,
+    encode_sample,
+    parse_fields,
+    parse_history,
+    parse_query,
+)
+from ..store import HistoryStore, StoreState
+from ..stream import TRANSPORT_EXTENSION, AsgiSink, History, MetricsHub, Sink
 from ._history_route import history_response as stored_history_response
 from ._limits import ConnectionLimit, resolve_max_clients
 from ._schema import schema

@@ -23,7 +23,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from fastapi import HTTPException
 from fastapi.responses import Response
@@ -33,32 +33,22 @@ from starlette.status import WS_1008_POLICY_VIOLATION
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from ..sansio._messages import encode_error
+from ..sansio import OriginPolicy, encode_error
 
 __all__ = [
     "DENIAL_EXTENSION",
     "AccessMiddleware",
     "AccessPolicy",
-    "OriginPolicy",
     "Refusal",
     "TokenCheck",
     "TokenRedactingFilter",
     "deny_websocket",
     "install_log_redaction",
     "is_loopback_host",
-    "parse_origin_pattern",
 ]
 
 DENIAL_EXTENSION = "websocket.http.response"  # ASGI: HTTP responses instead of a handshake
 TOKEN_PARAMETER = "token"
-DEFAULT_PORTS = {"http": 80, "https": 443}
-
-# `*` stands for one or more whole DNS labels in the host, or any port.
-_LABELS = r"[a-z0-9-]+(?:\.[a-z0-9-]+)*"
-_PATTERN_SYNTAX = re.compile(
-    r"(?P<scheme>https?)://(?P<host>(?:\*\.)?[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(?P<port>\d+|\*))?"
-)
-_HOST_AND_PORT = re.compile(r"(?P<host>\[[^\]]*\]|[^:\[\]]*)(?::(?P<port>\d{1,5}))?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,91 +66,6 @@ class Refusal:
         """The refusal in the error shape every sysstream error takes."""
         body = encode_error(self.reason)
         return Response(body, self.status, self.headers, media_type="application/json")
-
-
-# Origins
-
-
-def parse_origin_pattern(entry: str) -> str:
-    """Validate one ``--allow-origin`` entry; returns it normalised (lower case, no default
-    port). Raises ``ValueError`` saying what was expected."""
-    value = entry.strip().lower().rstrip("/")
-    if value == "*":
-        return value
-    match = _PATTERN_SYNTAX.fullmatch(value)
-    if match is None or "*" in match["host"].removeprefix("*."):
-        raise ValueError(
-            "expected an origin like https://example.com, a pattern like "
-            f"https://*.example.com or http://localhost:*, or *, got {entry!r}"
-        )
-    if match["port"] == str(DEFAULT_PORTS[match["scheme"]]):
-        value = value.rpartition(":")[0]
-    return value
-
-
-def _pattern_regex(pattern: str) -> re.Pattern[str]:
-    scheme, _, rest = pattern.partition("://")
-    host, port = rest, None
-    if not rest.endswith("]") and ":" in rest:
-        host, _, port = rest.rpartition(":")
-    host_regex = re.escape(host).replace(r"\*", _LABELS)
-    if port == "*":
-        port_regex = r"(?::\d+)?"
-    elif port is None:
-        port_regex = ""
-    else:
-        port_regex = ":" + port
-    return re.compile(re.escape(scheme) + "://" + host_regex + port_regex)
-
-
-def _normalise_origin(origin: str) -> tuple[str, str] | None:
-    """``(scheme, host[:port])`` of an Origin header, default port dropped; None if invalid."""
-    try:
-        parts = urlsplit(origin.strip().lower())
-    except ValueError:
-        return None
-    if parts.scheme not in DEFAULT_PORTS or parts.path or parts.query or parts.username:
-        return None
-    netloc = _strip_default_port(parts.netloc, parts.scheme)
-    return (parts.scheme, netloc) if netloc else None
-
-
-def _strip_default_port(netloc: str, scheme: str) -> str | None:
-    match = _HOST_AND_PORT.fullmatch(netloc.lower())
-    if match is None or not match["host"]:
-        return None
-    if match["port"] is None or int(match["port"]) == DEFAULT_PORTS.get(scheme):
-        return match["host"]
-    return f"{match['host']}:{int(match['port'])}"
-
-
-class OriginPolicy:
-    """Which browser origins may open the stream.
-
-    Accepted: requests without an ``Origin`` header (scripts, CLIs: the header is a
-    browser's statement, and only browsers need protecting from themselves); pages served
-    from the same host and port the request is addressed to (its ``Host`` header, which a
-    reverse proxy must pass through, or list the public origin with ``--allow-origin``);
-    and origins matching an ``allow`` entry. Everything else, ``null`` included, is refused.
-    """
-
-    def __init__(self, allow: Iterable[str] = ()) -> None:
-        patterns = [parse_origin_pattern(entry) for entry in allow]
-        self.allow_any = "*" in patterns
-        self._exact = frozenset(p for p in patterns if "*" not in p)
-        self._patterns = [_pattern_regex(p) for p in patterns if "*" in p and p != "*"]
-
-    def allows(self, origin: str | None, host: str | None) -> bool:
-        if origin is None or self.allow_any:
-            return True
-        parsed = _normalise_origin(origin)
-        if parsed is None:
-            return False
-        scheme, netloc = parsed
-        if host is not None and _strip_default_port(host, scheme) == netloc:
-            return True
-        candidate = f"{scheme}://{netloc}"
-        return candidate in self._exact or any(p.fullmatch(candidate) for p in self._patterns)
 
 
 # Token

@@ -10,7 +10,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from .._settings import Settings
-from ..stream._protocol import WebSocketProtocol
+from ..stream import WebSocketProtocol
 from ._app import create_app
 from ._limits import connection_backstop, default_max_clients, raise_open_files_limit
 from ._security import install_log_redaction, is_loopback_host
