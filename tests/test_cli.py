@@ -11,7 +11,11 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import click
 import pytest
+
+from sysstream._settings import Settings, validated
+from sysstream.cli._main import model_options
 
 from .conftest import receive_json, ws_client
 
@@ -144,3 +148,58 @@ def test_watch_rejects_a_non_websocket_url() -> None:
     result = run("watch", "http://example.invalid/")
     assert result.returncode == 2
     assert result.stderr.startswith("sysstream: expected a ws:// or wss:// URL")
+
+
+def test_serve_help_shows_types_choices_switches_and_plain_defaults() -> None:
+    result = run("serve", "--help", env={"COLUMNS": "200"})
+    assert result.returncode == 0
+    text = result.stdout
+    assert re.search(r"--port INTEGER\s+TCP port; 0 picks a free one\. \[0<=x<=65535\]", text)
+    assert re.search(r"--interval FLOAT\s+Seconds between samples\. \[0\.05<=x<=3600\]", text)
+    assert "--stall-timeout FLOAT" in text and "[0<x<=3600]" in text
+    assert "--disk-path DIRECTORY" in text and "--data-dir DIRECTORY" in text
+    assert "--log-level [critical|error|warning|info|debug|trace]" in text
+    assert "--proxy-headers / --no-proxy-headers" in text
+    assert "default 127.0.0.1,::1]" in text and "['127.0.0.1'" not in text
+    assert "--no-store " in text and "default off]" in text
+    assert "--max-clients INTEGER" in text and "--redis-url, --redis TEXT" in text
+
+
+def _settings_from_flags(*args: str) -> Settings:
+    """Run the flags ``serve`` has through click and the model, as `serve` does."""
+    built: list[Settings] = []
+
+    @click.command()
+    @model_options(Settings)
+    def command(**flags: object) -> None:
+        built.append(validated(Settings, **flags))
+
+    command.main(list(args), standalone_mode=False)
+    return built[0]
+
+
+def test_generated_flags_convert_to_the_models_types() -> None:
+    settings = _settings_from_flags(
+        "--port", "8080", "--interval", "0.5", "--no-proxy-headers", "--log-level", "debug",
+        "--forwarded-allow-ips", "10.0.0.0/8", "--forwarded-allow-ips", "::1",
+    )  # fmt: skip
+    assert settings.port == 8080 and settings.interval == 0.5
+    assert settings.proxy_headers is False and settings.log_level == "debug"
+    assert settings.forwarded_allow_ips == ["10.0.0.0/8", "::1"]
+    assert _settings_from_flags("--proxy-headers").proxy_headers is True
+    assert _settings_from_flags().proxy_headers is True  # unset: the model's default
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--port", "abc"], "sysstream: invalid --port / SYSSTREAM_PORT: 'abc' is not a valid"),
+        (["--log-level", "loud"], "sysstream: invalid --log-level / SYSSTREAM_LOG_LEVEL: 'loud'"),
+        (["--proxy-headers", "false"], "sysstream: Got unexpected extra argument (false)"),
+        (["--bogus"], "sysstream: No such option '--bogus'"),
+    ],
+)
+def test_flags_click_cannot_convert_fail_with_one_line(args: list[str], expected: str) -> None:
+    result = run("serve", *args)
+    assert result.returncode == 2
+    assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1, result.stderr

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .sansio import check_redis_url, parse_origin_pattern
 
-__all__ = ["LogLevel", "Settings", "SettingsError", "load_settings"]
+__all__ = ["Directory", "LogLevel", "Settings", "SettingsError", "load_settings"]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -38,7 +38,11 @@ def _existing_directory(value: str) -> str:
     return value
 
 
-ExistingDirectory = Annotated[str, AfterValidator(_existing_directory)]
+class Directory:
+    """Marks a setting that names a directory, so the command line shows it as a path."""
+
+
+ExistingDirectory = Annotated[str, AfterValidator(_existing_directory), Directory()]
 
 
 ModelT = TypeVar("ModelT", bound=BaseSettings)
@@ -66,7 +70,7 @@ class Settings(BaseSettings):
         3600, ge=0, le=7 * 86400, description="Seconds of samples kept in memory."
     )
     # The history store (docs/history.md).
-    data_dir: str = Field(
+    data_dir: Annotated[str, Directory()] = Field(
         platformdirs.user_data_dir("sysstream"),
         min_length=1,
         description="Directory of the history database (history.sqlite3).",

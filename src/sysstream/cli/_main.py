@@ -7,7 +7,8 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable, Coroutine
-from typing import Any, NoReturn, get_origin
+from types import UnionType
+from typing import Any, Literal, NoReturn, Union, get_args, get_origin
 
 import click
 from pydantic.fields import FieldInfo
@@ -16,7 +17,7 @@ from rich.console import Console
 from websockets.exceptions import InvalidURI
 from websockets.uri import parse_uri
 
-from .._settings import ModelT, Settings, SettingsError, validated
+from .._settings import Directory, ModelT, Settings, SettingsError, validated
 from .._version import __version__
 from ..fleet import AgentSettings, run_agent
 from ..web import ServeError, run_server
@@ -31,15 +32,19 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, invoke_without_command=True)
 @click.version_option(__version__, prog_name="sysstream")
-def cli() -> None:
+@click.pass_context
+def cli(context: click.Context) -> None:
     """Live system metrics, streamed over WebSocket."""
+    if context.invoked_subcommand is None:
+        click.echo(context.get_help())
 
 
-# Flags are generated from the settings model, so each setting's name, description and
-# default are written once; values are validated by the model, not click, so a bad flag
-# and a bad SYSSTREAM_* variable get the same one-line error.
+# Flags are generated from the settings model, so each setting's name, type, description and
+# default are written once. click converts a flag to its type (`--port` an integer, `--log-level`
+# one of its choices, `--proxy-headers/--no-proxy-headers`); ranges and the rest are checked
+# by the model, so a bad flag and a bad SYSSTREAM_* variable get the same one-line error.
 def model_options(
     model: type[BaseSettings],
 ) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -52,18 +57,76 @@ def model_options(
 
 
 def _option(name: str, field: FieldInfo) -> Callable[[Callable[..., None]], Callable[..., None]]:
-    many = get_origin(field.annotation) in (list, tuple)
-    default = "required" if field.is_required() else field.get_default(call_default_factory=True)
-    default = "none" if default in (None, [], ()) else default
-    help_text = f"{field.description} [env SYSSTREAM_{name.upper()}; default {default}]"
-    flags = ["--" + name.replace("_", "-")]
+    dashed = "--" + name.replace("_", "-")
+    flags = [dashed]
     extra = field.json_schema_extra
     if isinstance(extra, dict) and isinstance(alias := extra.get("flag_alias"), str):
         flags.append(alias)  # a short name the docs use (`serve --redis URL`)
-    # A bool that defaults to off is a bare switch (`--no-store`); others take a value.
-    if field.annotation is bool and field.default is False:
-        return click.option(*flags, name, is_flag=True, default=None, help=help_text)
-    return click.option(*flags, name, multiple=many, default=None, help=help_text)
+    help_text = (
+        f"{field.description}{_range(field)} [env SYSSTREAM_{name.upper()}; {_default(field)}]"
+    )
+    if field.annotation is bool:
+        # Off by default: a bare switch (`--no-store`); on by default: `--x/--no-x`.
+        if field.default is False:
+            return _setting_option(*flags, name, is_flag=True, help=help_text)
+        pair = f"{dashed}/--no-{dashed[2:]}"
+        return _setting_option(pair, name, help=help_text)
+    many = get_origin(field.annotation) in (list, tuple)
+    return _setting_option(*flags, name, type=_click_type(field), multiple=many, help=help_text)
+
+
+class SettingOption(click.Option):
+    """A flag generated from a settings field: its errors name the field's variable too."""
+
+
+def _setting_option(
+    *decls: str, **attrs: Any
+) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    # default None: an unset flag leaves the environment's value or the model's default.
+    return click.option(*decls, cls=SettingOption, default=None, **attrs)
+
+
+def _click_type(field: FieldInfo) -> click.ParamType[Any]:
+    """The click type a setting's annotation calls for (conversion only: ranges and other
+    checks stay with the model)."""
+    if any(isinstance(marker, Directory) for marker in field.metadata):
+        return click.Path(file_okay=False)
+    annotation = field.annotation
+    if get_origin(annotation) in (Union, UnionType):  # `int | None`: the value's type
+        annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
+    if get_origin(annotation) is Literal:
+        return click.Choice([str(choice) for choice in get_args(annotation)])
+    if annotation is int:
+        return click.INT
+    if annotation is float:
+        return click.FLOAT
+    return click.STRING
+
+
+def _range(field: FieldInfo) -> str:
+    """The bounds the model enforces, written as click writes its ranges (`0<=x<=65535`)."""
+    low = high = ""
+    for bound in field.metadata:
+        if (ge := getattr(bound, "ge", None)) is not None:
+            low = f"{ge}<="
+        elif (gt := getattr(bound, "gt", None)) is not None:
+            low = f"{gt}<"
+        if (le := getattr(bound, "le", None)) is not None:
+            high = f"<={le}"
+    return f" [{low}x{high}]" if low or high else ""
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
+    default = field.get_default(call_default_factory=True)
+    if isinstance(default, bool):
+        return f"default {'on' if default else 'off'}"
+    if default in (None, [], ()):
+        return "no default"
+    if isinstance(default, list | tuple):
+        return "default " + ",".join(str(item) for item in default)
+    return f"default {default}"
 
 
 settings_options = model_options(Settings)
@@ -131,4 +194,19 @@ def watch_command(url: str, count: int | None) -> None:
 
 
 def main() -> None:
-    cli(prog_name="sysstream")
+    try:
+        cli.main(prog_name="sysstream", standalone_mode=False)
+    except click.Abort:  # Ctrl-C at a prompt
+        raise SystemExit(130) from None
+    except click.BadParameter as exc:
+        _fail(_bad_parameter(exc))
+    except click.ClickException as exc:
+        _fail(f"{exc.format_message()} (see `sysstream --help`)")
+
+
+def _bad_parameter(exc: click.BadParameter) -> str:
+    """A flag click could not convert, named as the model's own errors name settings."""
+    param = exc.param
+    if isinstance(param, SettingOption) and param.name:
+        return f"invalid {param.opts[0]} / SYSSTREAM_{param.name.upper()}: {exc.message}"
+    return exc.format_message()
