@@ -1,4 +1,4 @@
-"""sysstream's WebSocket protocol for uvicorn (``--ws sysstream.WebSocketProtocol``).
+"""sysstream's WebSocket protocol for uvicorn (``--ws sysstream:WebSocketProtocol``).
 
 It is uvicorn's websockets-sans-I/O protocol plus what a broadcast server needs:
 
