@@ -1,0 +1,533 @@
+"""Alert evaluation with no I/O: windows, the per-series state machine, and the engine.
+
+Every rule applies to one or more *series*: a host plus the label values of each ``*`` in
+the rule's metric (one per mount for ``mounts.*.percent``). Each series has a
+:class:`Window` that aggregates the values seen over the rule's window, and a state:
+
+    ok ──breach──▶ pending ──breach lasted `for`──▶ firing(warning|critical) ──clear──▶ ok
+        ◀─ no breach ─┘                                  (resolved)
+
+Every change of state is an :class:`AlertEvent`, stamped with the sample's own time, so
+hubs that see the same ticks make the same transitions at the same instants (fleet mode
+relies on this to notify each transition once). While firing, the clear threshold and
+the clear duration keep a value that hovers around the threshold from flapping; a repeat
+event comes every ``repeat`` seconds.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._messages import format_timestamp
+from ._rules import (
+    HOST_OFFLINE_METRIC,
+    Aggregate,
+    Rule,
+    RuleSet,
+    Severity,
+)
+
+__all__ = ["AlertEngine", "AlertEvent", "AlertState", "EventKind", "Window", "fingerprint"]
+
+# A window is trusted once it holds this share of its span: right after start, a 5-minute
+# average over the last 20 seconds would fire on a spike.
+WARM = 0.9
+
+
+class AlertState(enum.StrEnum):
+    OK = "ok"
+    PENDING = "pending"
+    FIRING = "firing"
+
+
+class EventKind(enum.StrEnum):
+    PENDING = "pending"  # ok → pending: breaching, waiting out `for`
+    CANCELLED = "cancelled"  # pending → ok: the breach did not last
+    FIRING = "firing"  # → firing, or a change of severity while firing
+    REPEAT = "repeat"  # still firing after `repeat` seconds (a notification, not a transition)
+    RESOLVED = "resolved"  # firing → ok
+
+    @property
+    def notifies(self) -> bool:
+        return self in (EventKind.FIRING, EventKind.REPEAT, EventKind.RESOLVED)
+
+
+def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
+    """A stable id of one series of one rule (Alertmanager's ``fingerprint``)."""
+    text = rule + "\0" + "\0".join(f"{k}={labels[k]}" for k in sorted(labels))
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    kind: EventKind
+    rule: str
+    labels: Mapping[str, str]  # host first, then the metric's labels
+    severity: Severity | None
+    value: float | None
+    threshold: float | None
+    at: float  # epoch seconds of the sample that caused it
+    since: float  # when the series started pending or firing
+    summary: str = ""
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.rule, self.labels)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "event": self.kind.value,
+            "rule": self.rule,
+            "labels": dict(self.labels),
+            "severity": None if self.severity is None else self.severity.value,
+            "value": self.value,
+            "threshold": self.threshold,
+            "at": format_timestamp(self.at),
+            "since": format_timestamp(self.since),
+            "summary": self.summary,
+            "fingerprint": self.fingerprint,
+        }
+
+
+class Window:
+    """The aggregate of the values seen over the last ``seconds`` (0: the latest alone)."""
+
+    __slots__ = ("_adds", "_points", "_total", "aggregate", "first", "seconds")
+
+    def __init__(self, aggregate: Aggregate, seconds: float) -> None:
+        self.aggregate = aggregate
+        self.seconds = seconds
+        self.first: float | None = None
+        self._points: deque[tuple[float, float]] = deque()
+        self._total = 0.0
+        self._adds = 0
+
+    def add(self, at: float, value: float) -> float | None:
+        """Add a value; returns the aggregate, or None while the window is still filling."""
+        if self.first is None:
+            self.first = at
+        seconds = self.seconds
+        if seconds <= 0 or self.aggregate is Aggregate.LAST:
+            return value if at - self.first >= seconds * WARM else None
+        points = self._points
+        horizon = at - seconds
+        if self.aggregate is Aggregate.AVG:
+            points.append((at, value))
+            self._total += value
+            while points[0][0] <= horizon:
+                self._total -= points.popleft()[1]
+            self._adds += 1
+            if self._adds >= 4096:  # bound the float error of the running sum
+                self._adds = 0
+                self._total = sum(v for _, v in points)
+            result = self._total / len(points)
+        else:
+            # A monotonic deque: the front is the max (or min) of what is in the window.
+            upward = self.aggregate is Aggregate.MAX
+            while points and (points[-1][1] <= value if upward else points[-1][1] >= value):
+                points.pop()
+            points.append((at, value))
+            while points[0][0] <= horizon:
+                points.popleft()
+            result = points[0][1]
+        return result if at - self.first >= seconds * WARM else None
+
+
+class _Series:
+    """One rule's state for one series."""
+
+    __slots__ = (
+        "clearing_since",
+        "labels",
+        "notified_at",
+        "pending_since",
+        "rule",
+        "seen",
+        "severity",
+        "since",
+        "state",
+        "threshold",
+        "value",
+        "window",
+    )
+
+    def __init__(self, rule: Rule, labels: dict[str, str]) -> None:
+        self.rule = rule
+        self.labels = labels
+        self.window = Window(rule.aggregate, rule.window)
+        self.state = AlertState.OK
+        self.severity: Severity | None = None
+        self.pending_since = 0.0
+        self.since = 0.0
+        self.notified_at = 0.0
+        self.clearing_since: float | None = None
+        self.value: float | None = None
+        self.threshold: float | None = None
+        self.seen = 0.0
+
+    def event(self, kind: EventKind, at: float) -> AlertEvent:
+        return AlertEvent(
+            kind,
+            self.rule.name,
+            self.labels,
+            self.severity,
+            self.value,
+            self.threshold,
+            at,
+            self.since
+            if self.state is AlertState.FIRING or kind is EventKind.RESOLVED
+            else self.pending_since,
+            self.rule.summary,
+        )
+
+    def active(self) -> dict[str, Any]:
+        since = self.since if self.state is AlertState.FIRING else self.pending_since
+        return {
+            "rule": self.rule.name,
+            "state": self.state.value,
+            "severity": None if self.severity is None else self.severity.value,
+            "labels": dict(self.labels),
+            "value": self.value,
+            "threshold": self.threshold,
+            "since": format_timestamp(since),
+            "since_epoch": since,
+            "notified_at": self.notified_at,
+            "summary": self.rule.summary,
+            "fingerprint": fingerprint(self.rule.name, self.labels),
+        }
+
+
+def _level(
+    rule: Rule, value: float, warning: float | None, critical: float | None, firing: Severity | None
+) -> Severity | None:
+    """The severity ``value`` calls for; while firing, thresholds move by the clear margin."""
+    op = rule.op
+    if firing is None:
+        if critical is not None and op.holds(value, critical):
+            return Severity.CRITICAL
+        if warning is not None and op.holds(value, warning):
+            return Severity.WARNING
+        return None
+    lowest = warning if warning is not None else critical
+    assert lowest is not None
+    margin = lowest - rule.clear if rule.clear is not None else 0.0
+    if critical is not None:
+        kept = firing is Severity.CRITICAL and op.holds(value, critical - margin)
+        if kept or op.holds(value, critical):
+            return Severity.CRITICAL
+    if op.holds(value, lowest - margin):
+        return Severity.WARNING if warning is not None else Severity.CRITICAL
+    return None
+
+
+class _Compiled:
+    """A rule with its metric path split for fast lookups."""
+
+    __slots__ = ("head", "parts", "rule", "series")
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.parts = rule.metric.split(".")
+        self.head = self.parts[0]
+        # host → label values → series, or None for a series the selectors leave out
+        self.series: dict[str, dict[tuple[str, ...], _Series | None]] = {}
+
+
+def _leaves(
+    value: Any, parts: list[str], index: int, labels: tuple[str, ...], parent: Any
+) -> Iterator[tuple[tuple[str, ...], float, Any]]:
+    """(label values, number, the dict holding it) for each leaf of ``value`` at ``parts``."""
+    if index == len(parts):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            yield labels, float(value), parent
+        return
+    part = parts[index]
+    if part != "*":
+        if isinstance(value, dict) and part in value:
+            yield from _leaves(value[part], parts, index + 1, labels, value)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _leaves(item, parts, index + 1, (*labels, str(key)), value)
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            name = item.get("label", position) if isinstance(item, dict) else position
+            yield from _leaves(item, parts, index + 1, (*labels, str(name)), value)
+
+
+class AlertEngine:
+    """Every rule's state for every series of every host, fed samples in time order.
+
+    ``stale_after``: a series missing from a host's samples this long (a mount that went
+    away) is dropped, resolved if it was firing.
+    """
+
+    def __init__(self, rules: RuleSet, *, stale_after: float = 60.0) -> None:
+        self.stale_after = stale_after
+        self._compiled: list[_Compiled] = []
+        self._offline: list[_Compiled] = []
+        self._host_seen: dict[str, float] = {}
+        self.rules = rules
+        self.replace_rules(rules)
+
+    # Rules
+
+    def replace_rules(self, rules: RuleSet, at: float | None = None) -> list[AlertEvent]:
+        """Swap in new rules, keeping the state of series whose rule is still there.
+
+        Firing series of rules that are gone are resolved (stamped ``at``).
+        """
+        old = {c.rule.name: c for c in [*self._compiled, *self._offline]}
+        self.rules = rules
+        self._compiled, self._offline = [], []
+        for rule in rules.rules:
+            compiled = _Compiled(rule)
+            previous = old.pop(rule.name, None)
+            if previous is not None:
+                same_data = (previous.rule.metric, previous.rule.aggregate, previous.rule.window)
+                for host, by_values in previous.series.items():
+                    kept = compiled.series[host] = {}
+                    for values, series in by_values.items():
+                        if series is None:
+                            continue  # selectors may have changed: decide again
+                        if not rule.selects(series.labels):
+                            continue
+                        series.rule = rule
+                        if same_data != (rule.metric, rule.aggregate, rule.window):
+                            series.window = Window(rule.aggregate, rule.window)
+                        kept[values] = series
+            if rule.metric == HOST_OFFLINE_METRIC:
+                self._offline.append(compiled)
+            else:
+                self._compiled.append(compiled)
+        events: list[AlertEvent] = []
+        for gone in old.values():
+            for by_values in gone.series.values():
+                for series in by_values.values():
+                    if series is not None and series.state is AlertState.FIRING:
+                        stamp = at if at is not None else series.seen
+                        events.append(self._resolve(series, stamp))
+        return events
+
+    # Feeding
+
+    def observe(self, host: str, at: float, values: Mapping[str, Any]) -> list[AlertEvent]:
+        """One sample of ``host`` taken at ``at``; the events it causes."""
+        events: list[AlertEvent] = []
+        self._host_seen[host] = at
+        for compiled in self._compiled:
+            root = values.get(compiled.head)
+            if root is None:
+                continue
+            table = compiled.series.get(host)
+            if table is None:
+                table = compiled.series[host] = {}
+            parts = compiled.parts
+            if len(parts) == 1:
+                if isinstance(root, int | float) and not isinstance(root, bool):
+                    series = table.get(())
+                    if series is None and () not in table:
+                        series = self._new_series(compiled, host, (), table)
+                    if series is not None:
+                        self._step(series, at, float(root), values, events)
+                continue
+            for label_values, number, parent in _leaves(root, parts, 1, (), values):
+                series = table.get(label_values)
+                if series is None:
+                    if label_values in table:
+                        continue
+                    series = self._new_series(compiled, host, label_values, table)
+                    if series is None:
+                        continue
+                self._step(series, at, number, parent, events)
+        return events
+
+    def host_status(self, host: str, offline: bool, at: float) -> list[AlertEvent]:
+        """Feed the built-in ``host.offline`` metric (1 offline, 0 online) for ``host``."""
+        events: list[AlertEvent] = []
+        for compiled in self._offline:
+            table = compiled.series.setdefault(host, {})
+            series = table.get(())
+            if series is None and () not in table:
+                series = self._new_series(compiled, host, (), table)
+            if series is not None:
+                self._step(series, at, 1.0 if offline else 0.0, None, events)
+        return events
+
+    def sweep(self) -> list[AlertEvent]:
+        """Drop series that stopped appearing in their host's samples."""
+        events: list[AlertEvent] = []
+        for compiled in self._compiled:
+            for host, table in compiled.series.items():
+                latest = self._host_seen.get(host, 0.0)
+                gone = [
+                    values
+                    for values, series in table.items()
+                    if series is not None and latest - series.seen > self.stale_after
+                ]
+                for values in gone:
+                    series = table.pop(values)
+                    assert series is not None
+                    if series.state is AlertState.FIRING:
+                        events.append(self._resolve(series, latest))
+        return events
+
+    def forget_host(self, host: str) -> None:
+        for compiled in [*self._compiled, *self._offline]:
+            compiled.series.pop(host, None)
+        self._host_seen.pop(host, None)
+
+    def _new_series(
+        self,
+        compiled: _Compiled,
+        host: str,
+        label_values: tuple[str, ...],
+        table: dict[tuple[str, ...], _Series | None],
+    ) -> _Series | None:
+        rule = compiled.rule
+        labels = {"host": host, **dict(zip(rule.labels, label_values, strict=False))}
+        series = _Series(rule, labels) if rule.selects(labels) else None
+        table[label_values] = series
+        return series
+
+    # The state machine
+
+    def _step(
+        self,
+        series: _Series,
+        at: float,
+        value: float,
+        siblings: Any,
+        events: list[AlertEvent],
+    ) -> None:
+        series.seen = at
+        aggregate = series.window.add(at, value)
+        if aggregate is None:
+            return  # still filling the window: no verdict either way
+        rule = series.rule
+        warning = rule.warning.resolve(siblings) if rule.warning is not None else None
+        critical = rule.critical.resolve(siblings) if rule.critical is not None else None
+        state = series.state
+        if state is AlertState.OK:
+            if warning is None and critical is None:
+                return
+            level = _level(rule, aggregate, warning, critical, None)
+            if level is None:
+                return
+            series.value = aggregate
+            series.severity = level
+            series.threshold = critical if level is Severity.CRITICAL else warning
+            series.pending_since = at
+            if rule.for_ <= 0:
+                self._fire(series, at, events)
+            else:
+                series.state = AlertState.PENDING
+                events.append(series.event(EventKind.PENDING, at))
+            return
+        series.value = aggregate
+        if state is AlertState.PENDING:
+            level = _level(rule, aggregate, warning, critical, None)
+            if level is None:
+                series.state = AlertState.OK
+                events.append(series.event(EventKind.CANCELLED, at))
+                series.severity = None
+                return
+            series.severity = level
+            series.threshold = critical if level is Severity.CRITICAL else warning
+            if at - series.pending_since >= rule.for_:
+                self._fire(series, at, events)
+            return
+        # Firing
+        level = (
+            _level(rule, aggregate, warning, critical, series.severity)
+            if warning is not None or critical is not None
+            else None
+        )
+        if level is None:
+            if series.clearing_since is None:
+                series.clearing_since = at
+            if at - series.clearing_since >= rule.clear_for:
+                events.append(self._resolve(series, at))
+            return
+        series.clearing_since = None
+        if level is not series.severity:
+            series.severity = level
+            series.threshold = critical if level is Severity.CRITICAL else warning
+            series.notified_at = at
+            events.append(series.event(EventKind.FIRING, at))
+        elif rule.repeat > 0 and at - series.notified_at >= rule.repeat:
+            series.notified_at = at
+            events.append(series.event(EventKind.REPEAT, at))
+
+    def _fire(self, series: _Series, at: float, events: list[AlertEvent]) -> None:
+        series.state = AlertState.FIRING
+        series.since = at
+        series.notified_at = at
+        series.clearing_since = None
+        events.append(series.event(EventKind.FIRING, at))
+
+    def _resolve(self, series: _Series, at: float) -> AlertEvent:
+        event = series.event(EventKind.RESOLVED, at)
+        series.state = AlertState.OK
+        series.severity = None
+        series.clearing_since = None
+        return event
+
+    # Queries and restarts
+
+    def active(self) -> list[dict[str, Any]]:
+        """Pending and firing series, most severe first, then oldest first."""
+        found = [
+            series.active() for series in self._all_series() if series.state is not AlertState.OK
+        ]
+        rank = {"critical": 0, "warning": 1, None: 2}
+        found.sort(key=lambda a: (a["state"] != "firing", rank[a["severity"]], a["since_epoch"]))
+        return found
+
+    def restore(self, alerts: Iterable[Mapping[str, Any]]) -> int:
+        """Put back firing alerts saved before a restart (the dicts :meth:`active` gave), so
+        they are not notified again; returns how many matched a rule still in force."""
+        by_name = {c.rule.name: c for c in [*self._compiled, *self._offline]}
+        restored = 0
+        for alert in alerts:
+            compiled = by_name.get(str(alert.get("rule")))
+            labels = alert.get("labels")
+            if compiled is None or not isinstance(labels, Mapping) or "host" not in labels:
+                continue
+            if alert.get("state") != AlertState.FIRING.value:
+                continue
+            rule = compiled.rule
+            try:
+                values = tuple(str(labels[name]) for name in rule.labels)
+                severity = Severity(str(alert.get("severity")))
+            except (KeyError, ValueError):
+                continue
+            clean = {"host": str(labels["host"])}
+            clean.update(zip(rule.labels, values, strict=True))
+            series = _Series(rule, clean)
+            series.state = AlertState.FIRING
+            series.severity = severity
+            series.since = float(alert.get("since_epoch") or 0.0)
+            series.notified_at = float(alert.get("notified_at") or series.since)
+            value, threshold = alert.get("value"), alert.get("threshold")
+            series.value = float(value) if isinstance(value, int | float) else None
+            series.threshold = float(threshold) if isinstance(threshold, int | float) else None
+            series.seen = series.since
+            compiled.series.setdefault(clean["host"], {})[values] = series
+            restored += 1
+        return restored
+
+    def series_count(self) -> int:
+        return sum(1 for _ in self._all_series())
+
+    def _all_series(self) -> Iterator[_Series]:
+        for compiled in [*self._compiled, *self._offline]:
+            for table in compiled.series.values():
+                for series in table.values():
+                    if series is not None:
+                        yield series

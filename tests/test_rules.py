@@ -1,0 +1,141 @@
+"""Rule files: the built-ins, overrides, and one clear line for every mistake."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from sysstream.sansio import (
+    AlertEvent,
+    EventKind,
+    RuleError,
+    Severity,
+    SilenceError,
+    Silences,
+    notification_text,
+    parse_duration,
+    parse_rules,
+    parse_silence,
+    webhook_body,
+)
+
+
+def test_builtins_cover_the_defaults_the_issue_names() -> None:
+    rules = {r.name: r for r in parse_rules({}).rules}
+    assert sorted(rules) == [
+        "cpu", "filesystem", "host_offline", "load", "memory", "swap", "temperature",
+    ]  # fmt: skip
+    assert rules["filesystem"].metric == "mounts.*.percent"
+    assert rules["filesystem"].labels == ("mountpoint",)
+    assert rules["load"].metric == "load.load5_per_core"
+    assert str(rules["temperature"].warning) == "high"
+    assert rules["cpu"].window == 300
+
+
+def test_a_rule_overrides_or_disables_a_builtin() -> None:
+    rules = parse_rules(
+        {"rules": {"cpu": {"warning": 70, "clear": 60, "for": "10m"}, "swap": {"enabled": False}}}
+    )
+    by_name = {r.name: r for r in rules.rules}
+    assert "swap" not in by_name
+    cpu = by_name["cpu"]
+    assert (cpu.metric, cpu.window, cpu.warning, cpu.for_) == ("cpu", 300, cpu.warning, 600)
+    assert cpu.warning is not None and cpu.warning.value == 70
+    assert parse_rules({"builtin": False}).rules == ()
+
+
+def test_durations() -> None:
+    assert [parse_duration(v) for v in (30, 1.5, "90s", "5m", "2h", "1d", "250ms")] == [
+        30, 1.5, 90, 300, 7200, 86400, 0.25,
+    ]  # fmt: skip
+    for bad in ("5 minutes", -1, True, "m"):
+        with pytest.raises(ValueError, match="expected a duration"):
+            parse_duration(bad)
+
+
+@pytest.mark.parametrize(
+    ("rules", "message"),
+    [
+        ({"x": {"metric": "cpu_load"}}, "rule 'x', field 'metric': unknown metric 'cpu_load'"),
+        ({"x": {"metric": "mounts.percent"}}, "did you mean 'mounts.*.total_bytes'"),
+        ({"x": {"metric": "cpu"}}, "rule 'x', field 'warning': expected a warning or a critical"),
+        ({"x": {"metric": "cpu", "warning": "high"}}, "field 'warning': expected a number or a"),
+        ({"x": {"metric": "cpu", "warning": 90, "critical": 80}}, "expected above the warning"),
+        ({"x": {"metric": "cpu", "warning": 90, "window": "5 min"}}, "field 'window': expected"),
+        ({"x": {"metric": "cpu", "warning": 90, "window": "30d"}}, "expected at most 7 days"),
+        ({"x": {"metric": "cpu", "warning": 90, "op": "=>"}}, "field 'op': expected one of"),
+        ({"x": {"metric": "cpu", "warning": 90, "aggregate": "p95"}}, "field 'aggregate'"),
+        ({"x": {"metric": "cpu", "warning": 90, "clear": 95}}, "field 'clear': expected a value"),
+        ({"x": {"metric": "cpu", "warning": 90, "treshold": 1}}, "field 'treshold': unknown"),
+        ({"x": {"metric": "cpu", "warning": 9, "match": {"disk": "/"}}}, "unknown label 'disk'"),
+        ({"x": {"metric": "mounts.*.device", "warning": 1}}, "unknown metric"),
+        ({"x y": {"metric": "cpu", "warning": 1}}, "rule 'x y': expected a name"),
+        ({"x": "cpu > 90"}, "rule 'x': expected a table"),
+    ],
+)
+def test_bad_rules_get_one_line_naming_rule_and_field(rules: Any, message: str) -> None:
+    with pytest.raises(RuleError) as raised:
+        parse_rules({"rules": rules})
+    assert message in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def test_unknown_top_level_keys_are_refused() -> None:
+    with pytest.raises(RuleError, match="unknown top-level key 'rule'"):
+        parse_rules({"rule": {}})
+
+
+def test_silences_match_labels_rule_and_severity_until_they_end() -> None:
+    silence = parse_silence(
+        {"matchers": {"rule": "filesystem", "mountpoint": "/data*"}, "duration": 60}, "s1", 100.0
+    )
+    silences = Silences()
+    silences.add(silence, 100.0)
+    assert silences.silenced("filesystem", "warning", {"host": "h", "mountpoint": "/data2"}, 150)
+    assert not silences.silenced("filesystem", "warning", {"host": "h", "mountpoint": "/"}, 150)
+    assert not silences.silenced("cpu", "warning", {"host": "h", "mountpoint": "/data"}, 150)
+    assert not silences.silenced("filesystem", "warning", {"mountpoint": "/data"}, 160)
+    assert silences.list(160.0) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ([], "expected a JSON object, got list"),
+        ({"duration": 60}, "expected matchers as a non-empty object"),
+        ({"matchers": {"rule": ""}, "duration": 60}, "expected matcher 'rule' as a pattern"),
+        ({"matchers": {"rule": "cpu"}}, "expected exactly one of duration"),
+        ({"matchers": {"rule": "cpu"}, "duration": -5}, "expected duration above 0"),
+        ({"matchers": {"rule": "cpu"}, "duration": "1h"}, "expected duration as a number"),
+        ({"matchers": {"rule": "cpu"}, "ends": 50}, "expected ends in the future"),
+        ({"matchers": {"rule": "cpu"}, "duration": 1e9}, "shorter than a year"),
+        ({"matchers": {"rule": "cpu"}, "duration": 9, "by": "me"}, "unknown key 'by'"),
+    ],
+)
+def test_bad_silences_are_refused_with_one_line(body: Any, message: str) -> None:
+    with pytest.raises(SilenceError) as raised:
+        parse_silence(body, "id", 100.0)
+    assert message in str(raised.value)
+
+
+def test_webhook_body_follows_alertmanager_v4() -> None:
+    event = AlertEvent(
+        EventKind.FIRING, "filesystem", {"host": "web-1", "mountpoint": "/"},
+        Severity.CRITICAL, 96.5, 95.0, 1_700_000_060.0, 1_700_000_000.0, "Disk full",
+    )  # fmt: skip
+    body = webhook_body(event)
+    assert body["version"] == "4"
+    assert body["status"] == "firing"
+    assert body["receiver"] == "sysstream"
+    [alert] = body["alerts"]
+    assert alert["labels"] == {
+        "alertname": "filesystem", "host": "web-1", "mountpoint": "/", "severity": "critical",
+    }  # fmt: skip
+    assert alert["startsAt"] == "2023-11-14T22:13:20.000000Z"
+    assert alert["endsAt"] == "0001-01-01T00:00:00Z"
+    assert alert["annotations"]["value"] == "96.5"
+    assert len(alert["fingerprint"]) == 16
+    title, text = notification_text(event)
+    assert title == "[CRITICAL] filesystem on host=web-1, mountpoint=/"
+    assert text.startswith("Disk full: 96.5 (threshold 95)")
