@@ -27,6 +27,7 @@ LAYERS = [
     {"sampling"},
     {"stream"},
     {"store"},
+    {"alerts"},
     {"fleet"},
     {"web"},
     {"cli"},

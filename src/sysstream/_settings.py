@@ -11,9 +11,16 @@ import platformdirs
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from .sansio import check_redis_url, parse_origin_pattern
+from .sansio import RuleError, check_redis_url, parse_origin_pattern, parse_rule_text
 
-__all__ = ["Directory", "LogLevel", "Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "Directory",
+    "LogLevel",
+    "Settings",
+    "SettingsError",
+    "check_rule_file",
+    "load_settings",
+]
 
 LogLevel = Literal["critical", "error", "warning", "info", "debug", "trace"]
 
@@ -106,6 +113,11 @@ class Settings(BaseSettings):
     forwarded_allow_ips: Annotated[
         list[Annotated[str, AfterValidator(_proxy_address)]], NoDecode
     ] = Field(["127.0.0.1", "::1"], description="Proxy addresses whose X-Forwarded-* are trusted.")
+    # Alerts (docs/alerts.md): built-in rules unless --no-alerts; a file adds and overrides.
+    alerts: str | None = Field(
+        None, description="Alert rules and notification destinations (TOML file)."
+    )
+    no_alerts: bool = Field(False, description="Evaluate no alert rules at all.")
     redis_url: str | None = Field(
         None,
         description="Fleet mode: Redis URL (redis://, rediss://) to serve agents' hosts from.",
@@ -116,6 +128,13 @@ class Settings(BaseSettings):
     @classmethod
     def _redis_url_parses(cls, value: str | None) -> str | None:
         return None if value is None else check_redis_url(value)
+
+    @field_validator("alerts")
+    @classmethod
+    def _alerts_file_valid(cls, value: str | None) -> str | None:
+        if value is not None:
+            check_rule_file(value)
+        return value
 
     @field_validator("allow_origin", "forwarded_allow_ips", mode="before")
     @classmethod
@@ -143,6 +162,22 @@ class Settings(BaseSettings):
                 " `python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
             )
         return value
+
+
+def check_rule_file(path: str) -> None:
+    """Read and validate an alert rule file; ``ValueError`` with one line if it is not."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read(1_000_001)
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    if len(text) > 1_000_000:
+        raise ValueError(f"{path}: expected a rule file under 1 MB")
+    try:
+        parse_rule_text(text)
+    except RuleError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def validated(model: type[ModelT], **overrides: object) -> ModelT:

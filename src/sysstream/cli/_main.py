@@ -19,7 +19,9 @@ from websockets.uri import parse_uri
 
 from .._settings import Directory, ModelT, Settings, SettingsError, validated
 from .._version import __version__
+from ..alerts import load_rule_file
 from ..fleet import AgentSettings, run_agent
+from ..sansio import RuleError
 from ..web import ServeError, run_server
 from ._watch import DEFAULT_URL, watch
 
@@ -158,8 +160,25 @@ def serve(**flags: Any) -> None:
     settings = _settings_or_fail(Settings, flags)
     try:
         run_server(settings)
-    except ServeError as exc:
+    except (ServeError, RuleError) as exc:
         _fail(str(exc))
+
+
+@cli.group()
+def alerts() -> None:
+    """Alert rules (docs/alerts.md)."""
+
+
+@alerts.command(name="check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def alerts_check(file: str) -> None:
+    """Validate an alert rule FILE without starting anything."""
+    try:
+        rules = load_rule_file(file)
+    except RuleError as exc:
+        _fail(str(exc))
+    names = ", ".join(rule.name for rule in rules.rules) or "none"
+    click.echo(f"{file}: ok: {len(rules.rules)} rules ({names}), {len(rules.notify)} destinations")
 
 
 @cli.command()

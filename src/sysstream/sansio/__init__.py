@@ -11,6 +11,7 @@ from ._fanout import Offer, Outbox, OutboxState
 from ._hosts import MISSED_INTERVALS, HostRecord, HostStatus
 from ._messages import encode_error, encode_json, encode_sample, format_timestamp, text_frame
 from ._origins import OriginPolicy, parse_origin_pattern
+from ._ratelimit import ControlRateLimit
 from ._rates import CounterRate, CpuUsage, RateTable, round_rate
 from ._rollup import Bucket, BucketRollup, Summary, bucket_start, combine
 from ._rules import (
@@ -18,6 +19,8 @@ from ._rules import (
     HOST_OFFLINE_METRIC,
     Aggregate,
     Comparison,
+    Destination,
+    DestinationKind,
     Rule,
     RuleError,
     RuleSet,
@@ -25,6 +28,7 @@ from ._rules import (
     Threshold,
     alertable_metrics,
     parse_duration,
+    parse_rule_text,
     parse_rules,
 )
 from ._schedule import TickSchedule
@@ -65,9 +69,12 @@ __all__ = [
     "Close",
     "Comparison",
     "ControlError",
+    "ControlRateLimit",
     "ControlSession",
     "CounterRate",
     "CpuUsage",
+    "Destination",
+    "DestinationKind",
     "EventKind",
     "HostRecord",
     "HostStatus",
@@ -111,6 +118,7 @@ __all__ = [
     "parse_history",
     "parse_origin_pattern",
     "parse_query",
+    "parse_rule_text",
     "parse_rules",
     "parse_silence",
     "redact_url",

@@ -28,10 +28,12 @@ class ControlError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class View:
-    """What a client receives: which field groups, on every ``every``-th tick."""
+    """What a client receives: which field groups, on every ``every``-th tick, and
+    whether alert events too (docs/alerts.md; opt-in, so the default shape never changes)."""
 
     fields: tuple[str, ...] = DEFAULT_FIELDS
     every: int = 1
+    alerts: bool = False
 
 
 DEFAULT_VIEW = View()
@@ -42,11 +44,14 @@ class Subscribe:
     view: View
 
     def acknowledgement(self, tick: float) -> dict[str, Any]:
-        return {
+        reply: dict[str, Any] = {
             "type": "subscribed",
             "fields": list(self.view.fields),
             "interval": _seconds(self.view.every * tick),
         }
+        if self.view.alerts:
+            reply["alerts"] = True
+        return reply
 
 
 def parse_fields(value: Any) -> tuple[str, ...]:
@@ -100,7 +105,17 @@ def parse_query(params: Mapping[str, str], tick: float, history_limit: float) ->
     fields = parse_fields(params["fields"]) if "fields" in params else DEFAULT_VIEW.fields
     every = parse_interval(_number(params["interval"]), tick) if "interval" in params else 1
     history = parse_history(params["history"], history_limit) if "history" in params else 0.0
-    return View(fields, every), history
+    alerts = parse_alerts(params["alerts"]) if "alerts" in params else False
+    return View(fields, every, alerts), history
+
+
+def parse_alerts(value: Any) -> bool:
+    """``alerts=1``/``true`` in a query, ``"alerts": true`` in a control message."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("1", "true", "0", "false"):
+        return value.lower() in ("1", "true")
+    raise ControlError(f"expected alerts as true or false, got {_show(value)}")
 
 
 def parse_control(text: str, tick: float) -> Subscribe:
@@ -114,7 +129,7 @@ def parse_control(text: str, tick: float) -> Subscribe:
     kind = message.get("type")
     if kind != "subscribe":
         raise ControlError(f"expected type 'subscribe', got {_show(kind)}")
-    unknown = sorted(set(message) - {"type", "fields", "interval"})
+    unknown = sorted(set(message) - {"type", "fields", "interval", "alerts"})
     if unknown:
         raise ControlError(f"unknown key {unknown[0]!r} in subscribe")
     if "fields" not in message:
@@ -123,7 +138,10 @@ def parse_control(text: str, tick: float) -> Subscribe:
         raise ControlError(f"expected fields as a list of names, got {_show(message['fields'])}")
     fields = parse_fields(message["fields"])
     every = parse_interval(message["interval"], tick) if "interval" in message else 1
-    return Subscribe(View(fields, every))
+    alerts = message.get("alerts", False)
+    if not isinstance(alerts, bool):
+        raise ControlError(f"expected alerts as true or false, got {_show(alerts)}")
+    return Subscribe(View(fields, every, alerts))
 
 
 def _number(text: str) -> float | str:

@@ -14,6 +14,7 @@ import enum
 import fnmatch
 import math
 import re
+import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -26,6 +27,8 @@ __all__ = [
     "HOST_OFFLINE_METRIC",
     "Aggregate",
     "Comparison",
+    "Destination",
+    "DestinationKind",
     "Rule",
     "RuleError",
     "RuleSet",
@@ -33,6 +36,7 @@ __all__ = [
     "Threshold",
     "alertable_metrics",
     "parse_duration",
+    "parse_rule_text",
     "parse_rules",
 ]
 
@@ -153,12 +157,33 @@ def _threshold_json(threshold: Threshold) -> float | str | None:
     return threshold.sibling if threshold.sibling is not None else threshold.value
 
 
+class DestinationKind(enum.StrEnum):
+    APPRISE = "url"  # any Apprise URL: ntfy://, slack://, mailto://, json://, ...
+    WEBHOOK = "webhook"  # a plain POST of Alertmanager's webhook JSON
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where notifications go, and how hard to try."""
+
+    kind: DestinationKind
+    url: str
+    name: str
+    timeout: float = 5.0  # seconds per attempt
+    retries: int = 3  # attempts after the first
+    per_minute: int = 20  # rate limit; notifications past it are dropped (and counted)
+    severities: tuple[Severity, ...] = (Severity.WARNING, Severity.CRITICAL)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 @dataclass(frozen=True, slots=True)
 class RuleSet:
     """The rules in force (enabled ones only) and the notification destinations."""
 
     rules: tuple[Rule, ...]
-    notify: tuple[Mapping[str, Any], ...] = ()
+    notify: tuple[Destination, ...] = ()
 
     def get(self, name: str) -> Rule | None:
         for rule in self.rules:
@@ -283,6 +308,15 @@ BUILTIN_RULES: tuple[Rule, ...] = (
 )
 
 
+def parse_rule_text(text: str) -> RuleSet:
+    """A rule file's text (TOML) to a rule set; a TOML syntax error is a RuleError too."""
+    try:
+        document = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RuleError(f"not valid TOML: {exc}") from None
+    return parse_rules(document)
+
+
 def parse_rules(document: Mapping[str, Any]) -> RuleSet:
     """The rule set a parsed TOML document describes, merged over the built-ins.
 
@@ -308,7 +342,59 @@ def parse_rules(document: Mapping[str, Any]) -> RuleSet:
     notify = document.get("notify", [])
     if not isinstance(notify, list) or not all(isinstance(n, Mapping) for n in notify):
         raise RuleError("notify: expected [[notify]] tables")
-    return RuleSet(tuple(r for r in rules.values() if r.enabled), tuple(notify))
+    destinations = tuple(_parse_destination(n, table) for n, table in enumerate(notify, 1))
+    names = [d.name for d in destinations]
+    if len(set(names)) != len(names):
+        raise RuleError("notify: expected each destination's name once")
+    return RuleSet(tuple(r for r in rules.values() if r.enabled), destinations)
+
+
+_DESTINATION_KEYS = {"url", "webhook", "name", "timeout", "retries", "per_minute", "severities"}
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://\S+$")
+
+
+def _parse_destination(number: int, table: Mapping[str, Any]) -> Destination:
+    def fail(key: str, problem: str) -> RuleError:
+        return RuleError(f"notify #{number}, field {key!r}: {problem}")
+
+    unknown = sorted(set(table) - _DESTINATION_KEYS)
+    if unknown:
+        raise fail(unknown[0], f"unknown field; expected {', '.join(sorted(_DESTINATION_KEYS))}")
+    if ("url" in table) == ("webhook" in table):
+        raise fail("url", "expected exactly one of url (an Apprise URL) or webhook")
+    kind = DestinationKind.APPRISE if "url" in table else DestinationKind.WEBHOOK
+    url = table[kind.value]
+    if not isinstance(url, str) or not _URL.match(url):
+        raise fail(kind.value, f"expected a URL like scheme://..., got {url!r}")
+    if kind is DestinationKind.WEBHOOK and not re.match(r"^https?://[^/\s?#]+", url):
+        raise fail("webhook", f"expected an http:// or https:// URL with a host, got {url!r}")
+    # The URL may hold a secret (a bot token): the default name shows the scheme only.
+    name = table.get("name", f"{url.split('://')[0]}#{number}")
+    if not isinstance(name, str) or not name:
+        raise fail("name", "expected a non-empty string")
+    changes: dict[str, Any] = {}
+    if "timeout" in table:
+        try:
+            timeout = parse_duration(table["timeout"])
+        except ValueError as exc:
+            raise fail("timeout", str(exc)) from None
+        if not 0 < timeout <= 120:
+            raise fail("timeout", f"expected 0 to 120 seconds, got {timeout:g}")
+        changes["timeout"] = timeout
+    for key, low, high in (("retries", 0, 10), ("per_minute", 1, 600)):
+        if key in table:
+            value = table[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise fail(key, f"expected a whole number from {low} to {high}, got {value!r}")
+            changes[key] = value
+    if "severities" in table:
+        value = table["severities"]
+        if not isinstance(value, list) or not value:
+            raise fail("severities", "expected a list such as ['critical']")
+        changes["severities"] = tuple(
+            _choice(Severity, item, partial(fail, "severities")) for item in value
+        )
+    return replace(Destination(kind, url, name), **changes)
 
 
 def _parse_rule(name: str, table: Mapping[str, Any], base: Rule | None) -> Rule:

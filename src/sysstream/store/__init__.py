@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ._alert_log import AlertLog
 from ._store import HistoryStore, StoreState, store_from_settings
 
-__all__ = ["HistoryStore", "StoreState", "store_from_settings"]
+__all__ = ["AlertLog", "HistoryStore", "StoreState", "store_from_settings"]

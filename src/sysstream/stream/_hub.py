@@ -13,7 +13,7 @@ import contextlib
 import enum
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -84,6 +84,9 @@ class MetricsHub:
         self._groups = self._always
         self._task: asyncio.Task[None] | None = None
         self._ticked = asyncio.Condition()
+        # The active-alerts message a client that subscribes to alerts gets first (set by
+        # the app when it evaluates alerts; docs/alerts.md).
+        self.alert_snapshot: Callable[[], bytes] | None = None
 
     # Clients
 
@@ -105,6 +108,9 @@ class MetricsHub:
             self._update_groups()
         audience.sinks[sink] = None
         self._views_of[sink] = view
+        if view.alerts and self.alert_snapshot is not None:
+            payload = self.alert_snapshot()
+            sink.deliver(text_frame(payload), payload.decode(), time.monotonic())
 
     def detach(self, sink: Sink) -> None:
         view = self._views_of.pop(sink, None)
@@ -126,6 +132,21 @@ class MetricsHub:
         for view in self._audiences:
             wanted.update(view.fields)
         self._groups = frozenset(wanted)
+
+    def broadcast_alert(self, payload: bytes) -> None:
+        """Send an alert event to the clients whose view asked for alerts (and no other)."""
+        frame = text = None
+        stalled: list[Sink] = []
+        for view, audience in self._audiences.items():
+            if not view.alerts:
+                continue
+            if frame is None:
+                frame, text = text_frame(payload), payload.decode()
+            assert text is not None
+            now = time.monotonic()  # the loop's clock, which sinks measure stalls with
+            stalled.extend(s for s in audience.sinks if not s.deliver(frame, text, now))
+        for sink in stalled:
+            self.detach(sink)
 
     # Lifecycle
 

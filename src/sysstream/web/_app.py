@@ -3,15 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Iterator
 
 from fastapi import FastAPI
 from fastapi.responses import Response
 
 from .._settings import Settings
 from .._version import __version__
+from ..alerts import AlertEvaluator, RedisCoordinator, load_rule_file
+from ..fleet import Fleet
 from ..sampling import Source
-from ..sansio import encode_json
-from ..store import store_from_settings
+from ..sansio import RESERVED_HOST_ID, HostStatus, encode_json
+from ..store import AlertLog, HistoryStore, store_from_settings
+from ..stream import Recorder
+from ._alert_metrics import AlertCollector
+from ._alert_routes import alert_router, stream_alerts_to
 from ._dashboard import dashboard
 from ._fleet_routes import fleet_router
 from ._prometheus import CONTENT_TYPE, exposition
@@ -22,6 +29,7 @@ __all__ = ["create_app"]
 
 PREFIX = "/api/system"
 FLEET_PREFIX = "/api/hosts"
+ALERTS_PREFIX = "/api/alerts"
 
 
 def create_app(settings: Settings | None = None, *, source: Source | None = None) -> FastAPI:
@@ -38,16 +46,33 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
     app.state.hub = metrics.hub
     app.state.settings = settings
     app.state.store = store  # fleet hubs attach store.recorder(host)
+    evaluator = _evaluator(settings, store)
+    app.state.alerts = evaluator
     if settings.redis_url is not None:
+
+        def recorders_for(host: str) -> list[Recorder]:
+            # Every host's history goes to the same store, keyed by host id; every host's
+            # samples to the alert evaluator.
+            found: list[Recorder] = [store.recorder(host)] if store is not None else []
+            if evaluator is not None:
+                found.append(evaluator.recorder(host))
+            return found
+
         hosts = fleet_router(
-            settings,
-            access=metrics.access,
-            connections=metrics.connections,
-            # Every host's history goes to the same store, keyed by host id.
-            recorders_for=(lambda host: [store.recorder(host)]) if store is not None else None,
-        )
+            settings, access=metrics.access, connections=metrics.connections,
+            recorders_for=recorders_for,
+        )  # fmt: skip
         app.include_router(hosts, prefix=FLEET_PREFIX)
         app.state.fleet = hosts.fleet
+        if evaluator is not None:
+            evaluator.host_statuses = lambda: _host_statuses(hosts.fleet)
+    elif evaluator is not None:
+        metrics.hub.recorders.append(evaluator.recorder(RESERVED_HOST_ID))
+    extra_metrics = []
+    if evaluator is not None:
+        stream_alerts_to(evaluator, metrics.hub, None)
+        app.include_router(alert_router(evaluator, access=metrics.access), prefix=ALERTS_PREFIX)
+        extra_metrics.append(AlertCollector(evaluator))
     hub = metrics.hub
 
     @app.get("/healthz", summary="Liveness: the sampler's last tick and the fan-out figures")
@@ -79,9 +104,35 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
 
     @app.get("/metrics", summary="Prometheus exposition of the latest sample")
     async def prometheus_metrics() -> Response:
-        return Response(exposition(hub), media_type=CONTENT_TYPE)
+        return Response(exposition(hub, extra_metrics), media_type=CONTENT_TYPE)
 
     # The page at / and its files under /static/: exact paths, so nothing above is shadowed.
     fleet_prefix = FLEET_PREFIX if settings.redis_url is not None else None
     app.include_router(dashboard(api=PREFIX, hosts=fleet_prefix))
     return app
+
+
+def _evaluator(settings: Settings, store: HistoryStore | None) -> AlertEvaluator | None:
+    """The alert evaluator the settings ask for (``RuleError`` on a bad rule file)."""
+    if settings.no_alerts:
+        return None
+    rules = load_rule_file(settings.alerts)
+    log = AlertLog(store.path.parent, retention=settings.retention_15m) if store else None
+    coordinator = RedisCoordinator(settings.redis_url) if settings.redis_url else None
+    # In fleet mode the hubs evaluate the agents' hosts (run an agent on a hub's own host).
+    return AlertEvaluator(rules, rule_file=settings.alerts, log=log, coordinator=coordinator)
+
+
+def _host_statuses(fleet: Fleet) -> Iterator[tuple[str, bool, float]]:
+    """(host, offline, at) for the built-in host_offline rule, stamped with the host's own
+    clock (its last tick), so every hub stamps a transition alike."""
+    if fleet.state.value != "connected":
+        return  # without Redis every host looks offline: no verdict
+    now = time.time()
+    for host, remote in list(fleet.hosts.items()):
+        record = remote.record
+        if record.latest is None:
+            continue
+        offline = record.status(now) is HostStatus.OFFLINE
+        at = record.latest.timestamp + (record.grace if offline else 0.0)
+        yield host, offline, at

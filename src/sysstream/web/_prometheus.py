@@ -106,7 +106,9 @@ def _family(metric: RegistryMetric, values: dict[str, Any]) -> Metric:
     return family
 
 
-def exposition(hub: MetricsHub) -> bytes:
+def exposition(hub: MetricsHub, extra: Iterable[Collector] = ()) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(hub))
+    for collector in extra:
+        registry.register(collector)
     return generate_latest(registry)
