@@ -232,11 +232,12 @@ class AlertEvaluator:
         loop = asyncio.get_running_loop()
         next_housekeeping = loop.time()
         while True:
-            try:
-                timeout = max(0.0, next_housekeeping - loop.time())
-                first = await asyncio.wait_for(self._queue.get(), timeout)
-            except TimeoutError:
-                first = None
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation that races with the queue, and stop() would wait forever.
+            first = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.0, next_housekeeping - loop.time())):
+                    first = await self._queue.get()
             batch = [first] if first is not None else []
             while not self._queue.empty() and len(batch) < 5000:
                 batch.append(self._queue.get_nowait())
