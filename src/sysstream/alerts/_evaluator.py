@@ -290,7 +290,13 @@ class AlertEvaluator:
                 logger.info("alerts: %s %s on %s silenced", event.rule, event.kind, event.labels)
                 continue
             if self.coordinator is not None and not await self.coordinator.claim(event):
-                continue  # another hub notifies this transition
+                logger.info(
+                    "alert %s %s on %s: claimed by another hub",
+                    event.rule,
+                    event.kind.value,
+                    dict(event.labels),
+                )
+                continue
             logger.info(
                 "alert %s %s (%s) on %s: value %s, threshold %s",
                 event.rule,
