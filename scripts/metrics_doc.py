@@ -14,8 +14,8 @@ def render() -> str:
         "",
         "Generated from `src/sysstream/_registry.py` by `scripts/metrics_doc.py`; do not edit.",
         "Subscribe with `?fields=` or a `subscribe` message (docs/protocol.md). Paths use `*`",
-        "for per-item keys (interfaces, devices, mountpoints, cores, sensors). Percentages are",
-        "exported to Prometheus as ratios (0-1).",
+        "for per-item keys (interfaces, devices, mountpoints, cores, sensors, containers).",
+        "Percentages are exported to Prometheus as ratios (0-1).",
         "",
     ]
     for group in GROUPS.values():
@@ -35,7 +35,7 @@ def render() -> str:
         for metric in group.metrics:
             prometheus = f"`{metric.prometheus}`" if metric.prometheus else ""
             if metric.labels and prometheus:
-                prometheus += "{" + ",".join(metric.labels) + "}"
+                prometheus += "{" + ",".join(metric.labels + metric.item_labels) + "}"
             lines.append(
                 f"| `{metric.path}` | {metric.unit} | {metric.kind.value} | {prometheus} "
                 f"| {metric.description} |"

@@ -32,6 +32,9 @@ class Metric:
     prometheus: str | None = None
     # Label names of a per-item metric (per core, per interface, per mount).
     labels: tuple[str, ...] = ()
+    # More labels, read from text fields of the item the path's ``*`` matched (a
+    # container's name and image, next to its id).
+    item_labels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +95,142 @@ def _rates(prefix: str, label: str | None, what: str) -> tuple[Metric, ...]:
             )
         )
     return tuple(metrics)
+
+
+def _container(
+    key: str,
+    unit: str,
+    description: str,
+    kind: Kind = Kind.GAUGE,
+    prometheus: str | None = None,
+) -> Metric:
+    labelled = {"labels": ("id",), "item_labels": ("name", "image")} if prometheus else {}
+    return Metric(f"containers.*.{key}", unit, description, kind, prometheus, **labelled)
+
+
+CONTAINERS = FieldGroup(
+    "containers",
+    "Containers",
+    "Each running Docker or Podman container, keyed by its short id: figures from its"
+    " cgroups, name, image, state and health from the engine (docs/containers.md).",
+    (
+        _container("id", "text", "The container's full 64-hex id.", Kind.INFO),
+        _container("name", "text", "Name; the short id when the engine is unreachable.", Kind.INFO),
+        _container("image", "text", "Image as the container was created from it.", Kind.INFO),
+        _container("state", "text", "Engine state: running, paused, restarting.", Kind.INFO),
+        _container(
+            "health", "text", "Health check status (healthy, unhealthy, starting).", Kind.INFO
+        ),
+        _container(
+            "restarts",
+            "restarts",
+            "Times the engine restarted it under its restart policy.",
+            prometheus="sysstream_container_restarts",
+        ),
+        _container(
+            "cpu_percent",
+            "percent",
+            "CPU used over the last interval (100 = one core).",
+            prometheus="sysstream_container_cpu_usage_ratio",
+        ),
+        _container("cpu_limit_cores", "cores", "CPU limit (--cpus), when it has one."),
+        _container(
+            "cpu_limit_percent",
+            "percent",
+            "CPU used as percent of its CPU limit, when it has one.",
+            prometheus="sysstream_container_cpu_limit_usage_ratio",
+        ),
+        _container(
+            "cpu_seconds",
+            "seconds",
+            "CPU time used since it started.",
+            Kind.COUNTER,
+            prometheus="sysstream_container_cpu_usage_seconds_total",
+        ),
+        _container(
+            "memory_bytes",
+            "bytes",
+            "Memory in use minus inactive page cache, as docker stats counts it.",
+            prometheus="sysstream_container_memory_usage_bytes",
+        ),
+        _container(
+            "memory_limit_bytes",
+            "bytes",
+            "Memory limit (--memory), when it has one.",
+            prometheus="sysstream_container_memory_limit_bytes",
+        ),
+        _container(
+            "memory_percent",
+            "percent",
+            "Memory in use as percent of its limit (of the host's memory without one).",
+            prometheus="sysstream_container_memory_usage_ratio",
+        ),
+        _container(
+            "net_rx_bytes_per_s",
+            "bytes/s",
+            "Bytes received per second over the last interval (loopback excluded).",
+            Kind.RATE,
+        ),
+        _container(
+            "net_tx_bytes_per_s",
+            "bytes/s",
+            "Bytes transmitted per second over the last interval (loopback excluded).",
+            Kind.RATE,
+        ),
+        _container(
+            "net_rx_bytes",
+            "bytes",
+            "Bytes received since it started; null on the host's network.",
+            Kind.COUNTER,
+            prometheus="sysstream_container_network_receive_bytes_total",
+        ),
+        _container(
+            "net_tx_bytes",
+            "bytes",
+            "Bytes transmitted since it started; null on the host's network.",
+            Kind.COUNTER,
+            prometheus="sysstream_container_network_transmit_bytes_total",
+        ),
+        _container(
+            "block_read_bytes_per_s",
+            "bytes/s",
+            "Bytes read from block devices per second over the last interval.",
+            Kind.RATE,
+        ),
+        _container(
+            "block_write_bytes_per_s",
+            "bytes/s",
+            "Bytes written to block devices per second over the last interval.",
+            Kind.RATE,
+        ),
+        _container(
+            "block_read_bytes",
+            "bytes",
+            "Bytes read from block devices since it started.",
+            Kind.COUNTER,
+            prometheus="sysstream_container_block_read_bytes_total",
+        ),
+        _container(
+            "block_write_bytes",
+            "bytes",
+            "Bytes written to block devices since it started.",
+            Kind.COUNTER,
+            prometheus="sysstream_container_block_written_bytes_total",
+        ),
+        _container(
+            "pids",
+            "processes",
+            "Processes and threads in it.",
+            prometheus="sysstream_container_pids",
+        ),
+        _container(
+            "uptime_seconds",
+            "seconds",
+            "Seconds since it started.",
+            prometheus="sysstream_container_uptime_seconds",
+        ),
+    ),
+)
 
 
 GROUPS: dict[str, FieldGroup] = {
@@ -341,6 +480,7 @@ GROUPS: dict[str, FieldGroup] = {
                 ),
             ),
         ),
+        CONTAINERS,
     )
 }
 

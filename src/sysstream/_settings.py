@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     retention_15m: int = Field(
         90 * 86400, ge=900, le=3650 * 86400, description="Seconds 15-minute min/avg/max are kept."
     )
+    docker_host: str | None = Field(
+        None,
+        pattern=r"^unix:///",
+        description="Container engine socket (Docker or Podman) for `containers`, as"
+        " unix:///path; default $DOCKER_HOST, then /var/run/docker.sock.",
+    )
     log_level: LogLevel = Field("info", description="Log level of the server.")
     # Security and limits (docs/security.md). List settings take a repeated flag, or in
     # the environment a JSON list or a comma-separated string.

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import psutil
 
 from ..sansio import CounterRate, CpuUsage, RateTable, round_rate
+from ._containers import ContainersCollector
 
 __all__ = ["Collector", "build_collectors"]
 
@@ -297,8 +298,9 @@ class UptimeCollector:
         return round(time.time() - self._boot, 1)
 
 
-def build_collectors(*, disk_path: str) -> Mapping[str, Collector]:
-    """One collector per registry group, keyed by the group's wire name."""
+def build_collectors(*, disk_path: str, docker_host: str | None = None) -> Mapping[str, Collector]:
+    """One collector per registry group, keyed by the group's wire name. ``docker_host``:
+    the container engine's socket (``unix://…``); ``None`` reads ``DOCKER_HOST``."""
     factories: dict[str, Callable[[], Collector]] = {
         "cpu": CpuCollector,
         "memory": MemoryCollector,
@@ -314,5 +316,6 @@ def build_collectors(*, disk_path: str) -> Mapping[str, Collector]:
         "fans": FansCollector,
         "processes": ProcessesCollector,
         "uptime": UptimeCollector,
+        "containers": lambda: ContainersCollector(docker_host=docker_host),
     }
     return {name: make() for name, make in factories.items()}

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .._registry import GROUPS
-from .._sample import Sample
+from .._sample import Partial, Sample
 from ..sansio import TickSchedule
 from ._collectors import Collector
 
@@ -106,6 +106,8 @@ class LocalSource:
             for name in due:
                 ok, result = job.results.get(name, (False, None))
                 if ok:
+                    if isinstance(result, Partial):
+                        result, errors[name] = result.value, result.reason
                     values[name] = result
                     if GROUPS[name].every > 1:
                         self._slow_values[name] = (tick, result)
@@ -131,6 +133,10 @@ class LocalSource:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for collector in self._collectors.values():
+            close = getattr(collector, "close", None)  # collectors with a thread of their own
+            if close is not None:
+                close()
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -42,7 +42,8 @@ def sample_message(sample: Sample, fields: Iterable[str]) -> dict[str, Any]:
     fields = tuple(fields)
     failed = [name for name in fields if name in sample.errors]
     stamp = format_timestamp(sample.timestamp)
-    if fields and len(failed) == len(fields):
+    # A group that worked in part (a value and a reason) has not failed.
+    if fields and all(name in sample.errors and name not in sample.values for name in fields):
         detail = "; ".join(f"{name}: {sample.errors[name]}" for name in failed)
         return {"error": COLLECTION_FAILED + detail, "timestamp": stamp}
     message: dict[str, Any] = {name: sample.values.get(name) for name in fields}

@@ -23,16 +23,22 @@ __all__ = ["CONTENT_TYPE", "HubCollector", "exposition", "walk"]
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def walk(values: Any, path: str) -> Iterator[tuple[list[str], float]]:
+def walk(
+    values: Any, path: str, item_labels: tuple[str, ...] = ()
+) -> Iterator[tuple[list[str], float]]:
     """Numeric leaves of ``values`` at ``path``, with one label value per ``*``.
 
     ``*`` matches each key of an object, or each item of a list, labelled by the item's
-    ``label`` field when it has one (sensors) and by its position otherwise (cores).
+    ``label`` field when it has one (sensors) and by its position otherwise (cores). The
+    text fields ``item_labels`` of an object's matched item follow its key (a container's
+    name and image after its id).
     """
-    yield from _walk(values, path.split("."), [])
+    yield from _walk(values, path.split("."), [], item_labels)
 
 
-def _walk(value: Any, parts: list[str], labels: list[str]) -> Iterator[tuple[list[str], float]]:
+def _walk(
+    value: Any, parts: list[str], labels: list[str], extra: tuple[str, ...]
+) -> Iterator[tuple[list[str], float]]:
     if not parts:
         if isinstance(value, int | float) and not isinstance(value, bool):
             yield labels, float(value)
@@ -40,15 +46,16 @@ def _walk(value: Any, parts: list[str], labels: list[str]) -> Iterator[tuple[lis
     head, rest = parts[0], parts[1:]
     if head != "*":
         if isinstance(value, dict) and head in value:
-            yield from _walk(value[head], rest, labels)
+            yield from _walk(value[head], rest, labels, extra)
         return
     if isinstance(value, dict):
         for key, item in value.items():
-            yield from _walk(item, rest, [*labels, str(key)])
+            more = [str(item.get(name) or "") for name in extra] if isinstance(item, dict) else []
+            yield from _walk(item, rest, [*labels, str(key), *more], extra)
     elif isinstance(value, list):
         for index, item in enumerate(value):
             label = item.get("label", index) if isinstance(item, dict) else index
-            yield from _walk(item, rest, [*labels, str(label)])
+            yield from _walk(item, rest, [*labels, str(label)], extra)
 
 
 class HubCollector(Collector):
@@ -100,8 +107,8 @@ def _family(metric: RegistryMetric, values: dict[str, Any]) -> Metric:
     ratio = metric.unit == "percent"
     help_text = metric.description + (" As a ratio (0-1)." if ratio else f" Unit: {metric.unit}.")
     kind = CounterMetricFamily if metric.kind is Kind.COUNTER else GaugeMetricFamily
-    family = kind(metric.prometheus, help_text, labels=list(metric.labels))
-    for labels, value in walk(values, metric.path):
+    family = kind(metric.prometheus, help_text, labels=[*metric.labels, *metric.item_labels])
+    for labels, value in walk(values, metric.path, metric.item_labels):
         family.add_metric(labels, round(value / 100, 6) if ratio else value)
     return family
 

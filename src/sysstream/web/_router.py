@@ -68,7 +68,8 @@ def router(
     settings = settings if settings is not None else Settings()
     if source is None:
         source = LocalSource(
-            build_collectors(disk_path=settings.disk_path), interval=settings.interval
+            build_collectors(disk_path=settings.disk_path, docker_host=settings.docker_host),
+            interval=settings.interval,
         )
     history = History(settings.history_seconds, source.interval)
     recorders = [store.recorder()] if store is not None else []

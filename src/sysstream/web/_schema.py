@@ -32,6 +32,7 @@ def schema(interval: float, history_seconds: float, *, store: bool) -> dict[str,
                         "kind": metric.kind.value,
                         "prometheus": metric.prometheus,
                         "labels": list(metric.labels),
+                        "item_labels": list(metric.item_labels),
                     }
                     for metric in group.metrics
                 ],

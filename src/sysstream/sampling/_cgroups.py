@@ -1,0 +1,240 @@
+"""Containers' cgroups on this host: finding them and reading their counters.
+
+A running container is a cgroup directory named after its 64-hex id. They are found by
+listing the cgroup root and its children each tick (Docker's cgroupfs driver puts them in
+``/docker/<id>``, the systemd driver and Podman in ``system.slice/docker-<id>.scope`` or
+``machine.slice/libpod-<id>.scope``); deeper ones (Kubernetes, rootless Podman) are found
+through the engine, from the container's init process's ``/proc/<pid>/cgroup``. With no
+container running a tick costs a handful of directory listings.
+
+Both layouts are read: cgroup v2 (one hierarchy at the root, ``cgroup.controllers``) and
+v1, including the "hybrid" layout where the controllers are v1 hierarchies under the root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ..sansio import (
+    CgroupReading,
+    container_id,
+    cpu_limit_cores_v1,
+    cpu_limit_cores_v2,
+    memory_limit,
+    memory_usage,
+    parse_blkio_v1,
+    parse_cgroup_paths,
+    parse_io_stat,
+    parse_keyed,
+    parse_net_dev,
+    parse_proc_start_ticks,
+)
+
+__all__ = ["CgroupError", "Cgroups"]
+
+# Limits change only on `docker update`: read them every few ticks, not every tick.
+LIMITS_EVERY = 5
+
+
+class CgroupError(OSError):
+    """The cgroup filesystem cannot be read (not mounted, or no permission)."""
+
+
+def _read(path: str) -> str:
+    with open(path, "rb") as file:
+        return file.read().decode("ascii", "replace")
+
+
+@dataclass(slots=True)
+class _Known:
+    """What stays true for one incarnation of a container: read once, not every tick."""
+
+    path: str  # relative to each hierarchy's root, e.g. /docker/<id>
+    generation: int
+    pid: int | None = None  # a process inside, for its network namespace
+    host_network: bool = False
+    started_at: float | None = None
+    memory_limit: int | None = None
+    cpu_limit: float | None = None
+    limits_read_at: int = -LIMITS_EVERY
+
+
+class Cgroups:
+    """Reads every running container's counters from the cgroup filesystem at ``root``."""
+
+    def __init__(self, root: str = "/sys/fs/cgroup", proc: str = "/proc") -> None:
+        self.root = root
+        self.proc = proc
+        if os.path.exists(os.path.join(root, "cgroup.controllers")):
+            self.version = 2
+            self._scan_root = root
+        elif os.path.isdir(os.path.join(root, "memory")):
+            self.version = 1
+            self._scan_root = os.path.join(root, "memory")
+        else:
+            raise CgroupError(f"no cgroup filesystem at {root} (neither v2 nor v1 memory)")
+        if not os.access(self._scan_root, os.R_OK | os.X_OK):
+            raise CgroupError(f"no permission to read {self._scan_root}")
+        self._known: dict[str, _Known] = {}
+        self._reads = 0
+        self._boot_time = self._read_boot_time()
+        self._ticks_per_second = os.sysconf("SC_CLK_TCK")
+        self._own_netns = self._netns("self")
+
+    def scan(self, extra: Mapping[str, str] = {}) -> dict[str, tuple[str, int]]:
+        """Running containers: id → (cgroup path relative to the root, directory inode).
+        ``extra`` adds paths learnt elsewhere (from the engine) for ids not found here."""
+        found: dict[str, tuple[str, int]] = {}
+        try:
+            top = list(os.scandir(self._scan_root))
+        except OSError as exc:
+            raise CgroupError(f"cannot list {self._scan_root}: {exc.strerror}") from None
+        for entry in top:
+            if not entry.is_dir(follow_symlinks=False):
+                continue
+            ident = container_id(entry.name)
+            if ident is not None:
+                found[ident] = ("/" + entry.name, entry.inode())
+                continue
+            try:
+                children = list(os.scandir(entry.path))
+            except OSError:
+                continue  # removed meanwhile
+            for child in children:
+                ident = container_id(child.name)
+                if ident is not None and child.is_dir(follow_symlinks=False):
+                    found[ident] = (f"/{entry.name}/{child.name}", child.inode())
+        for ident, path in extra.items():
+            if ident not in found:
+                with contextlib.suppress(OSError):  # stopped meanwhile
+                    found[ident] = (path, os.stat(self._scan_root + path).st_ino)
+        return found
+
+    def path_of_pid(self, pid: int) -> str | None:
+        """The cgroup path of process ``pid`` in the hierarchy this reader lists."""
+        try:
+            paths = parse_cgroup_paths(_read(f"{self.proc}/{pid}/cgroup"))
+        except OSError:
+            return None
+        return paths.get("" if self.version == 2 else "memory")
+
+    def read_all(
+        self, found: Mapping[str, tuple[str, int]], started: Mapping[str, float | None] = {}
+    ) -> list[CgroupReading]:
+        """One reading per container of ``found`` still running. ``started`` gives start
+        times the engine knows (more exact than the init process's start)."""
+        self._reads += 1
+        known: dict[str, _Known] = {}
+        readings = []
+        for ident, (path, generation) in found.items():
+            state = self._known.get(ident)
+            if state is None or state.generation != generation or state.path != path:
+                state = _Known(path, generation)
+            try:
+                readings.append(self._read_one(ident, state, started.get(ident)))
+            except PermissionError:
+                raise
+            except (OSError, ValueError):
+                continue  # the container stopped between the listing and the read
+            known[ident] = state
+        self._known = known
+        return readings
+
+    def _read_one(self, ident: str, state: _Known, started_at: float | None) -> CgroupReading:
+        if self.version == 2:
+            base = self.root + state.path
+            cpu_ns = parse_keyed(_read(base + "/cpu.stat"))["usage_usec"] * 1000
+            usage = int(_read(base + "/memory.current"))
+            memory = memory_usage(usage, parse_keyed(_read(base + "/memory.stat")))
+            block = parse_io_stat(_read(base + "/io.stat"))
+            pids_file = base + "/pids.current"
+            procs = base + "/cgroup.procs"
+        else:
+            base = self.root + "/{}" + state.path
+            cpu_ns = int(_read(base.format("cpuacct") + "/cpuacct.usage"))
+            usage = int(_read(base.format("memory") + "/memory.usage_in_bytes"))
+            memory = memory_usage(usage, parse_keyed(_read(base.format("memory") + "/memory.stat")))
+            block = parse_blkio_v1(
+                _read(base.format("blkio") + "/blkio.throttle.io_service_bytes_recursive")
+            )
+            pids_file = base.format("pids") + "/pids.current"
+            procs = base.format("memory") + "/cgroup.procs"
+        try:
+            pids: int | None = int(_read(pids_file))
+        except FileNotFoundError:
+            pids = None  # the pids controller is not enabled for this group
+        if self._reads - state.limits_read_at >= LIMITS_EVERY:
+            self._read_limits(state)
+        net = self._net(state, procs)
+        return CgroupReading(
+            id=ident,
+            generation=state.generation,
+            cpu_ns=cpu_ns,
+            memory_bytes=memory,
+            memory_limit_bytes=state.memory_limit,
+            cpu_limit_cores=state.cpu_limit,
+            pids=pids,
+            block_read_bytes=block[0],
+            block_write_bytes=block[1],
+            net_rx_bytes=net[0] if net else None,
+            net_tx_bytes=net[1] if net else None,
+            started_at=started_at or state.started_at,
+        )
+
+    def _read_limits(self, state: _Known) -> None:
+        state.limits_read_at = self._reads
+        if self.version == 2:
+            base = self.root + state.path
+            state.memory_limit = memory_limit(_read(base + "/memory.max"))
+            state.cpu_limit = cpu_limit_cores_v2(_read(base + "/cpu.max"))
+        else:
+            state.memory_limit = memory_limit(
+                _read(f"{self.root}/memory{state.path}/memory.limit_in_bytes")
+            )
+            cpu = f"{self.root}/cpu{state.path}/cpu.cfs_"
+            state.cpu_limit = cpu_limit_cores_v1(_read(cpu + "quota_us"), _read(cpu + "period_us"))
+
+    def _net(self, state: _Known, procs: str) -> tuple[int, int] | None:
+        """Bytes through the container's network namespace, read from a process inside
+        it; ``None`` when it shares the host's (the figures would be the host's)."""
+        if state.host_network:
+            return None
+        if state.pid is not None:
+            try:
+                return parse_net_dev(_read(f"{self.proc}/{state.pid}/net/dev"))
+            except OSError:
+                state.pid = None  # that process ended: find another
+        for line in _read(procs).split():
+            pid = int(line)
+            try:
+                text = _read(f"{self.proc}/{pid}/net/dev")
+                start = parse_proc_start_ticks(_read(f"{self.proc}/{pid}/stat"))
+            except OSError:
+                continue
+            state.pid = pid
+            if state.started_at is None:
+                state.started_at = round(self._boot_time + start / self._ticks_per_second, 2)
+            if self._own_netns is not None and self._netns(str(pid)) == self._own_netns:
+                state.host_network = True
+                return None
+            return parse_net_dev(text)
+        raise ProcessLookupError("no process left in the container")
+
+    def _netns(self, pid: str) -> str | None:
+        try:
+            return os.readlink(f"{self.proc}/{pid}/ns/net")
+        except OSError:
+            return None
+
+    def _read_boot_time(self) -> float:
+        try:
+            for line in _read(f"{self.proc}/stat").splitlines():
+                if line.startswith("btime "):
+                    return float(line.split()[1])
+        except OSError:
+            pass
+        return time.time() - time.monotonic()
