@@ -181,3 +181,26 @@ def redis_url(redis_server: Any) -> str:
     with redis_server.client() as client:
         client.flushall()
     return str(redis_server.url)
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> Iterator[Any]:
+    """The tests' own dockerd (tests/docker_daemon.py), stopped at the end; skips with the
+    reason only where this machine cannot run one."""
+    from .docker_daemon import DockerDaemon, DockerUnavailable
+
+    try:
+        daemon = DockerDaemon()
+        daemon.start()
+    except DockerUnavailable as exc:
+        pytest.skip(str(exc))
+    yield daemon
+    daemon.stop()
+
+
+@pytest.fixture
+def docker(docker_daemon: Any) -> Iterator[Any]:
+    """The session's dockerd with no container, for one test."""
+    docker_daemon.remove_all()
+    yield docker_daemon
+    docker_daemon.remove_all()

@@ -81,7 +81,9 @@ class Cgroups:
             raise CgroupError(f"no permission to read {self._scan_root}")
         self._known: dict[str, _Known] = {}
         self._reads = 0
-        self._boot_time = self._read_boot_time()
+        # /proc/<pid>/stat counts start times on the boot-time clock; /proc/stat's btime
+        # is whole seconds, too coarse for a container that just started.
+        self._boot_time = time.time() - time.clock_gettime(time.CLOCK_BOOTTIME)
         self._ticks_per_second = os.sysconf("SC_CLK_TCK")
         self._own_netns = self._netns("self")
 
@@ -122,11 +124,8 @@ class Cgroups:
             return None
         return paths.get("" if self.version == 2 else "memory")
 
-    def read_all(
-        self, found: Mapping[str, tuple[str, int]], started: Mapping[str, float | None] = {}
-    ) -> list[CgroupReading]:
-        """One reading per container of ``found`` still running. ``started`` gives start
-        times the engine knows (more exact than the init process's start)."""
+    def read_all(self, found: Mapping[str, tuple[str, int]]) -> list[CgroupReading]:
+        """One reading per container of ``found`` still running."""
         self._reads += 1
         known: dict[str, _Known] = {}
         readings = []
@@ -135,7 +134,7 @@ class Cgroups:
             if state is None or state.generation != generation or state.path != path:
                 state = _Known(path, generation)
             try:
-                readings.append(self._read_one(ident, state, started.get(ident)))
+                readings.append(self._read_one(ident, state))
             except PermissionError:
                 raise
             except (OSError, ValueError):
@@ -144,7 +143,7 @@ class Cgroups:
         self._known = known
         return readings
 
-    def _read_one(self, ident: str, state: _Known, started_at: float | None) -> CgroupReading:
+    def _read_one(self, ident: str, state: _Known) -> CgroupReading:
         if self.version == 2:
             base = self.root + state.path
             cpu_ns = parse_keyed(_read(base + "/cpu.stat"))["usage_usec"] * 1000
@@ -182,7 +181,7 @@ class Cgroups:
             block_write_bytes=block[1],
             net_rx_bytes=net[0] if net else None,
             net_tx_bytes=net[1] if net else None,
-            started_at=started_at or state.started_at,
+            started_at=state.started_at,
         )
 
     def _read_limits(self, state: _Known) -> None:
@@ -229,12 +228,3 @@ class Cgroups:
             return os.readlink(f"{self.proc}/{pid}/ns/net")
         except OSError:
             return None
-
-    def _read_boot_time(self) -> float:
-        try:
-            for line in _read(f"{self.proc}/stat").splitlines():
-                if line.startswith("btime "):
-                    return float(line.split()[1])
-        except OSError:
-            pass
-        return time.time() - time.monotonic()

@@ -77,8 +77,7 @@ class ContainersCollector:
                 extra[ident] = known[1]
         self._paths = paths
         found = self._cgroups.scan(extra)
-        started = {ident: info.started_at for ident, info in infos.items()}
-        readings = self._cgroups.read_all(found, started)
+        readings = self._cgroups.read_all(found)
         value = self._meter.update(readings, infos, now=now, wall=time.time())
         return Partial(value, reason) if reason else value
 

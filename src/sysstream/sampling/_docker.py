@@ -30,6 +30,7 @@ log = logging.getLogger("sysstream.containers")
 
 REQUEST_TIMEOUT = 5.0
 INSPECT_CONCURRENCY = 8
+MAX_CONTAINERS = 10_000  # running and stopped-but-not-removed, kept in the cache
 _CONTAINER_EVENTS = json.dumps({"type": ["container"]})
 
 
@@ -132,8 +133,12 @@ class DockerWatcher:
         container_id, action = change
         info = await self._inspect(client, container_id) if action == EventAction.REFRESH else None
         infos = dict(self._infos)
-        if info is not None and info.state in ("running", "paused", "restarting"):
+        # Stopped containers stay known until destroyed: a restart's cgroup keeps its name
+        # in the tick between "die" and "start". Collectors show only running ones.
+        if info is not None:
             infos[container_id] = info
+            if len(infos) > MAX_CONTAINERS:
+                del infos[next(iter(infos))]  # the longest known
         else:
             infos.pop(container_id, None)
         self._infos = infos

@@ -17,6 +17,8 @@ __all__ = ["SHORT_ID", "CgroupReading", "ContainerInfo", "ContainerMeter"]
 
 # Keys of the group's value: the first 12 hex digits, as `docker ps` shows ids.
 SHORT_ID = 12
+# Seconds by which the engine's start time may precede the init process's own.
+STALE_START = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +36,7 @@ class CgroupReading:
     block_write_bytes: int
     net_rx_bytes: int | None  # None: the container shares the host's network
     net_tx_bytes: int | None
-    started_at: float | None  # seconds since the epoch
+    started_at: float | None  # the start of a process inside, in seconds since the epoch
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +136,14 @@ class ContainerMeter:
         cores = reading.cpu_limit_cores
         limit = reading.memory_limit_bytes
         memory_of = min(limit, self._host_memory) if limit is not None else self._host_memory
-        started_at = info.started_at if info is not None and info.started_at else None
-        started_at = started_at or reading.started_at
+        started_at = reading.started_at
+        # The engine's start time is exact, unless it predates this cgroup: then it is of
+        # the run before a restart, and the event saying so is still on its way.
+        engine_start = info.started_at if info is not None else None
+        if engine_start is not None and (
+            started_at is None or engine_start > started_at - STALE_START
+        ):
+            started_at = engine_start
         return {
             "id": reading.id,
             "name": info.name if info is not None else reading.id[:SHORT_ID],
