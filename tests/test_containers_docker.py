@@ -173,7 +173,7 @@ async def test_cpu_limit_reads_its_share(server: RunningServer, docker: DockerDa
         _ident, pid = start(docker, "halved", "yes > /dev/null", "--cpus", "0.5")
         periods_before = throttled_periods(pid)
         ours, direct, _wait = await steady_cpu(websocket, pid, "halved")
-        periods, throttled = (b - a for a, b in zip(periods_before, throttled_periods(pid)))
+        periods, throttled = (b - a for a, b in zip(periods_before, throttled_periods(pid), strict=True))
         containers, _message = await next_containers(websocket)
     entry = by_name(containers, "halved")
     assert entry is not None
@@ -207,7 +207,8 @@ async def test_memory_matches_cgroup_and_docker_stats(
     used, limit = (parse_size(part) for part in stats["MemUsage"].split("/"))
     assert limit == 128 << 20
     assert entry["memory_bytes"] == pytest.approx(used, rel=0.05)
-    assert entry["memory_percent"] == pytest.approx(entry["memory_bytes"] / (128 << 20) * 100, abs=0.01)
+    percent = entry["memory_bytes"] / (128 << 20) * 100
+    assert entry["memory_percent"] == pytest.approx(percent, abs=0.01)
     assert entry["pids"] == 1  # busybox sh execs its last command: sleep alone
 
 
