@@ -173,7 +173,8 @@ async def test_cpu_limit_reads_its_share(server: RunningServer, docker: DockerDa
         _ident, pid = start(docker, "halved", "yes > /dev/null", "--cpus", "0.5")
         periods_before = throttled_periods(pid)
         ours, direct, _wait = await steady_cpu(websocket, pid, "halved")
-        periods, throttled = (b - a for a, b in zip(periods_before, throttled_periods(pid), strict=True))
+        periods_after = throttled_periods(pid)
+        periods, throttled = (b - a for a, b in zip(periods_before, periods_after, strict=True))
         containers, _message = await next_containers(websocket)
     entry = by_name(containers, "halved")
     assert entry is not None
@@ -254,8 +255,10 @@ async def test_restart_policy_counts_restarts_and_health_shows(
         containers = await within(
             websocket,
             30,
-            lambda c: (by_name(c, "flaky") or {}).get("restarts", 0) >= 1
-            and (by_name(c, "checked") or {}).get("health") == "healthy",
+            lambda c: (
+                (by_name(c, "flaky") or {}).get("restarts", 0) >= 1
+                and (by_name(c, "checked") or {}).get("health") == "healthy"
+            ),
         )
     flaky = by_name(containers, "flaky")
     assert flaky is not None
