@@ -306,3 +306,22 @@ async def test_no_daemon_keeps_cgroup_figures_and_says_why(
         " (set DOCKER_HOST or --docker-host)"
     }
     assert message["cpu"] is not None  # everything else keeps working
+
+
+async def test_history_and_store_keep_containers(
+    server_factory: Callable[..., RunningServer], docker: DockerDaemon, tmp_path: Any
+) -> None:
+    options = {"no_store": False, "data_dir": str(tmp_path), "flush_interval": 0.5}
+    server = server_factory(interval=INTERVAL, docker_host=docker.host, **options)
+    ident, _pid = start(docker, "kept", "sleep 3600", "--memory", "32m")
+    await server.wait_until(lambda: server.hub.stats.ticks >= 4)
+    params = {"seconds": "60", "fields": "containers"}
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as client:
+        ring = (await client.get("/api/system/metrics/history", params=params)).json()
+        # Minute roll-ups come from the store: min/avg/max per container, text kept.
+        minutes = await client.get("/api/system/metrics/history", params={**params, "step": "60"})
+    kept = [point[ident[:12]] for point in ring["values"]["containers"] if ident[:12] in point]
+    assert kept and kept[-1]["name"] == "kept" and kept[-1]["memory_limit_bytes"] == 32 << 20
+    assert minutes.status_code == 200
+    rolled = minutes.json()["max"]["containers"][-1][ident[:12]]
+    assert rolled["memory_limit_bytes"] == 32 << 20 and rolled["image"] == IMAGE
