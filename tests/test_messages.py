@@ -32,6 +32,14 @@ def test_partial_failure_sends_what_worked_and_names_what_failed() -> None:
     assert message["errors"] == {"disk": "Metric collection failed: FileNotFoundError: gone"}
 
 
+def test_a_group_that_worked_in_part_carries_its_value_and_reason() -> None:
+    value = {"5e5e5e5e5e5e": {"name": "5e5e5e5e5e5e", "cpu_percent": 99.0}}
+    sample = Sample(1, STAMP, {"containers": value}, {"containers": "no Docker daemon"})
+    message = orjson.loads(encode_sample(sample, ("containers",)))
+    assert message["containers"] == value  # not the all-failed error shape
+    assert message["errors"] == {"containers": "Metric collection failed: no Docker daemon"}
+
+
 def test_total_failure_is_the_seed_error_shape() -> None:
     sample = Sample(1, STAMP, {}, {"cpu": "a", "memory": "b", "disk": "c"})
     assert orjson.loads(encode_sample(sample, ("cpu", "memory", "disk"))) == {
