@@ -156,13 +156,17 @@ async def test_cpu_burner_reads_one_core(server: RunningServer, docker: DockerDa
     async with ws_client(server.ws_url() + FIELDS) as websocket:
         ident, pid = start(docker, "burner", "yes > /dev/null")
         ours, direct, wait = await steady_cpu(websocket, pid, "burner")
+        # docker stats samples its own second, during which the cgroup is read again: on a
+        # busy machine a burner's share moves from one second to the next.
+        before, started = cpu_ns(pid), time.monotonic()
         stats = float(docker_stats(docker, "burner")["CPUPerc"].rstrip("%"))
+        during_stats = (cpu_ns(pid) - before) / (time.monotonic() - started) / 1e7
         containers, message = await next_containers(websocket)
     entry = containers[ident[:12]]
     assert entry["id"] == ident
     assert entry["cpu_limit_cores"] is None and entry["cpu_limit_percent"] is None
     assert ours == pytest.approx(direct, abs=8)
-    assert ours == pytest.approx(stats, abs=20)
+    assert stats == pytest.approx(during_stats, abs=15)
     # One core's worth: what it ran plus what it waited for a busy machine's CPUs.
     assert ours + wait == pytest.approx(100, abs=10)
     assert "errors" not in message
