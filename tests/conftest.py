@@ -92,7 +92,11 @@ class RunningServer:
 
 
 def start_server(
-    app: FastAPI | None = None, *, ws_protocol: Any = None, **overrides: Any
+    app: FastAPI | None = None,
+    *,
+    ws_protocol: Any = None,
+    uvicorn_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> RunningServer:
     overrides.setdefault("port", 0)
     settings = load_settings(**overrides)
@@ -101,6 +105,10 @@ def start_server(
     config = build_server(settings, app).config
     if ws_protocol is not None:
         config.ws = ws_protocol  # e.g. uvicorn's stock protocol, to test the portable path
+    for name, value in (uvicorn_options or {}).items():  # e.g. ws_ping_timeout, as a user sets it
+        if not hasattr(config, name):
+            raise AttributeError(f"expected a uvicorn.Config attribute, got {name!r}")
+        setattr(config, name, value)
     server = _Server(config)
     log = _ErrorLog()
     for name in ("uvicorn", "uvicorn.error", "sysstream"):
@@ -134,7 +142,7 @@ def server_factory() -> Iterator[Callable[..., RunningServer]]:
     started: list[RunningServer] = []
 
     def factory(app: FastAPI | None = None, **overrides: Any) -> RunningServer:
-        running = start_server(app, **overrides)  # ws_protocol= passes through
+        running = start_server(app, **overrides)  # ws_protocol=, uvicorn_options= pass through
         started.append(running)
         return running
 

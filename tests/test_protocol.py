@@ -4,15 +4,20 @@ what every way of leaving gives back (hub membership, connection slot, task, con
 from __future__ import annotations
 
 import asyncio
+import importlib.util
+import itertools
 import os
 import socket
+import statistics
 import struct
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.exceptions import ConnectionClosed
 
@@ -22,6 +27,7 @@ from sysstream.web._router import MetricsRouter
 
 from .conftest import RunningServer, receive_json, stop_server, ws_client
 
+ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {"interval": 0.2, "stall_timeout": 1.0}  # pings every 0.5 s, unanswered in 0.5 s
 SUBSCRIBE = orjson.dumps({"type": "subscribe", "fields": ["cpu"]})
 HANDSHAKE = (
@@ -194,4 +200,201 @@ async def test_shutdown_closes_detached_connections_with_1001(server_factory: An
     # The server's loop has stopped: its objects can be read from here.
     assert (metrics.hub.clients, metrics.connections.active) == (0, 0)
     assert not server.server.server_state.connections
+    assert server.log.errors() == []
+
+
+def test_a_large_message_in_small_reads_costs_about_what_uvicorns_class_costs() -> None:
+    """A generous regression guard for linear receive (benchmarks/receive.py measures it):
+    4 MiB in 1 KiB reads cost ~90× uvicorn's own class when each read rescanned the frame
+    so far; linear is ~1.4×."""
+    spec = importlib.util.spec_from_file_location("receive", ROOT / "benchmarks" / "receive.py")
+    assert spec is not None and spec.loader is not None
+    receive = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(receive)
+    result = receive.measure_receive(size=4 << 20, read=1024, runs=3)
+    assert result["ratio_median"] < 10, result
+
+
+# Settings as a user of `uvicorn app:app --ws sysstream:WebSocketProtocol` sets them, on the
+# app's own route and on the stream.
+
+PONG, PING = 0xA, 0x9
+
+
+def echo_app() -> FastAPI:
+    app, _ = stream_app()
+
+    @app.websocket("/echo")
+    async def echo(websocket: WebSocket) -> None:
+        await websocket.accept()
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("bytes") is not None:
+                await websocket.send_bytes(message["bytes"])
+
+    return app
+
+
+def handshake(path: str) -> bytes:
+    return HANDSHAKE.replace(b"/api/system/metrics", path.encode())
+
+
+def raw_connect_to(port: int, path: str) -> tuple[socket.socket, bytes]:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(handshake(path))
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += sock.recv(4096)
+    head, _, rest = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock, rest
+
+
+def frames_until_close(
+    sock: socket.socket, rest: bytes, on_ping: Callable[[bytes, float], None] | None = None
+) -> tuple[list[float], int | None, float]:
+    """Reads server frames until its close frame or EOF: ping arrival times (monotonic),
+    the close code (None on EOF without one), and when the close came."""
+    pings: list[float] = []
+    try:
+        while True:
+            opcode, payload, rest = read_frame(sock, rest)
+            now = time.monotonic()
+            if opcode == PING:
+                pings.append(now)
+                if on_ping is not None:
+                    on_ping(payload, now)
+            elif opcode == CLOSE:
+                return pings, struct.unpack("!H", payload[:2])[0], now
+    except (ConnectionError, OSError):
+        return pings, None, time.monotonic()
+
+
+@pytest.mark.parametrize("path", ["/echo", "/api/system/metrics"])
+async def test_an_unanswered_ping_times_out_after_ws_ping_timeout_with_1011(
+    server_factory: Any, path: str
+) -> None:
+    options = {"ws_ping_interval": 1.0, "ws_ping_timeout": 0.3}
+    server: RunningServer = server_factory(echo_app(), uvicorn_options=options, **SETTINGS)
+    sock, rest = await asyncio.to_thread(raw_connect_to, server.port, path)
+    try:
+        sock.settimeout(10)
+        pings, code, closed_at = await asyncio.to_thread(frames_until_close, sock, rest)
+    finally:
+        sock.close()
+    assert len(pings) == 1 and code == 1011, (pings, code)
+    # Measured from the ping (0.3 s), not from the next keepalive round (1 s later).
+    assert 0.25 <= closed_at - pings[0] < 0.9, closed_at - pings[0]
+    assert server.log.errors() == []
+
+
+async def test_a_slow_pong_within_ws_ping_timeout_keeps_the_connection(
+    server_factory: Any,
+) -> None:
+    """Pongs 0.6 s late with pings every 0.2 s and a 2 s timeout: alive, and no ping is
+    sent while one is unanswered (as in uvicorn)."""
+    options = {"ws_ping_interval": 0.2, "ws_ping_timeout": 2.0}
+    server: RunningServer = server_factory(echo_app(), uvicorn_options=options, **SETTINGS)
+    sock, rest = await asyncio.to_thread(raw_connect_to, server.port, "/echo")
+    pending: list[tuple[bytes, float]] = []
+
+    def late_pong(payload: bytes, now: float) -> None:
+        pending.append((payload, now))
+
+    def run() -> tuple[list[float], int | None, float]:
+        sock.settimeout(0.05)
+        started, pings, buffer = time.monotonic(), [], rest
+        while time.monotonic() - started < 3.0:
+            while pending and time.monotonic() - pending[0][1] >= 0.6:
+                sock.sendall(client_frame(PONG, pending.pop(0)[0]))
+            try:
+                chunk = sock.recv(65536)
+            except TimeoutError:
+                continue
+            if not chunk:
+                return pings, None, time.monotonic()
+            buffer += chunk
+            while len(buffer) >= 2 and len(buffer) >= 2 + (buffer[1] & 0x7F):
+                opcode, payload, buffer = read_frame(sock, buffer)
+                if opcode == CLOSE:
+                    return pings, struct.unpack("!H", payload[:2])[0], time.monotonic()
+                if opcode == PING:
+                    pings.append(time.monotonic())
+                    late_pong(payload, time.monotonic())
+        return pings, 0, time.monotonic()
+
+    try:
+        pings, code, _ = await asyncio.to_thread(run)
+        sock.settimeout(5)
+        sock.sendall(client_frame(0x2, b"still here"))
+        opcode, payload, _ = await asyncio.to_thread(read_frame, sock, b"")
+    finally:
+        sock.close()
+    assert code == 0, f"closed with {code}"
+    assert (opcode, payload) == (0x2, b"still here")
+    # One ping per ~0.8 s (0.6 s pong latency + the next round), not one per 0.2 s.
+    assert 2 <= len(pings) <= 5, pings
+
+
+async def test_ws_ping_interval_sets_the_keepalive_rate(server_factory: Any) -> None:
+    options = {"ws_ping_interval": 0.25, "ws_ping_timeout": 1.0}
+    server: RunningServer = server_factory(echo_app(), uvicorn_options=options, **SETTINGS)
+    sock, rest = await asyncio.to_thread(raw_connect_to, server.port, "/echo")
+    answered: list[float] = []
+
+    def answer(payload: bytes, now: float) -> None:
+        sock.sendall(client_frame(PONG, payload))
+        answered.append(now)
+        if len(answered) == 6:
+            sock.sendall(client_frame(CLOSE, struct.pack("!H", 1000)))
+
+    try:
+        sock.settimeout(10)
+        pings, code, _ = await asyncio.to_thread(frames_until_close, sock, rest, answer)
+    finally:
+        sock.close()
+    assert code == 1000, code  # our close, echoed: no timeout on the way
+    gaps = [later - earlier for earlier, later in itertools.pairwise(pings)]
+    # 0.25 s apart, not the server's own 0.5 s (stall_timeout / 2); loose for a busy host.
+    assert 0.15 < statistics.median(gaps) < 0.4, gaps
+
+
+async def test_ws_max_size_bounds_the_apps_messages(server_factory: Any) -> None:
+    server: RunningServer = server_factory(
+        echo_app(), uvicorn_options={"ws_max_size": 1000}, **SETTINGS
+    )
+    async with ws_client(server.ws_url("/echo"), max_size=None) as websocket:
+        await websocket.send(b"x" * 1000)
+        assert await asyncio.wait_for(websocket.recv(), 5) == b"x" * 1000
+        await websocket.send(b"x" * 1001)
+        assert await until_closed(websocket) == 1009
+    assert server.log.errors() == []
+
+
+@pytest.mark.parametrize("path", ["/echo", "/api/system/metrics"])
+@pytest.mark.parametrize("opcode", [PING, PONG], ids=["pings", "pongs"])
+async def test_a_ping_flood_is_closed_with_1008(
+    server_factory: Any, path: str, opcode: int
+) -> None:
+    server: RunningServer = server_factory(echo_app(), **SETTINGS)
+    sock, rest = await asyncio.to_thread(raw_connect_to, server.port, path)
+    try:
+        sock.settimeout(10)
+        burst = b"".join(client_frame(opcode, b"%d" % i) for i in range(CONTROL_BURST * 5))
+        sock.sendall(burst)
+        pongs = 0
+        while True:
+            frame_opcode, payload, rest = await asyncio.to_thread(read_frame, sock, rest)
+            pongs += frame_opcode == PONG
+            if frame_opcode == CLOSE:
+                break
+    finally:
+        sock.close()
+    assert struct.unpack("!H", payload[:2])[0] == 1008
+    assert pongs <= CONTROL_BURST, pongs  # the burst is answered, the flood is not
+    # Everyone else is served as before.
+    async with ws_client(server.ws_url()) as websocket:
+        assert "cpu" in await receive_json(websocket)
     assert server.log.errors() == []

@@ -31,10 +31,11 @@ from ._docker import (
     parse_engine_time,
 )
 from ._fanout import Offer, Outbox, OutboxState
+from ._frames import FrameBoundary, frame_header
 from ._hosts import MISSED_INTERVALS, HostRecord, HostStatus
 from ._messages import encode_error, encode_json, encode_sample, format_timestamp, text_frame
 from ._origins import OriginPolicy, parse_origin_pattern
-from ._ratelimit import ControlRateLimit
+from ._ratelimit import CONTROL_BURST, CONTROL_RATE, ControlRateLimit
 from ._rates import CounterRate, CpuUsage, RateTable, round_rate
 from ._rollup import Bucket, BucketRollup, Summary, bucket_start, combine
 from ._rules import (
@@ -75,6 +76,8 @@ from ._wire import (
 
 __all__ = [
     "BUILTIN_RULES",
+    "CONTROL_BURST",
+    "CONTROL_RATE",
     "DEFAULT_DOCKER_SOCKET",
     "DEFAULT_VIEW",
     "HOSTS_KEY",
@@ -105,6 +108,7 @@ __all__ = [
     "DestinationKind",
     "EventAction",
     "EventKind",
+    "FrameBoundary",
     "HostRecord",
     "HostStatus",
     "LineBuffer",
@@ -146,6 +150,7 @@ __all__ = [
     "event_action",
     "fingerprint",
     "format_timestamp",
+    "frame_header",
     "host_of_channel",
     "memory_limit",
     "memory_usage",

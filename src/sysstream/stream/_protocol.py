@@ -10,16 +10,21 @@ It is uvicorn's websockets-sans-I/O protocol plus what a broadcast server needs:
   returns; the protocol carries the connection from then on, handing it each message and
   telling it when the connection is lost, so no ASGI task (and none of the framework's
   suspended coroutines) is kept per connection;
-* a stalled client (keepalive ping unanswered, or held past the stall timeout) is
-  aborted at once; a graceful close would wait for a buffer that never drains;
+* a stalled client (keepalive ping unanswered within ``ws_ping_timeout`` of the ping, or
+  held past the stall timeout) gets a best-effort 1011 close frame and is aborted: a
+  graceful close would wait for a buffer that never drains;
 * keepalive pings from one timer per event loop (:class:`Keepalive`) instead of two timer
   handles per connection, and pongs read without websockets' parser when a read holds
-  exactly one pong; at 10,000 clients uvicorn's per-connection pings cost as much CPU as
+  exactly one pong at a frame boundary (:class:`~sysstream.sansio.FrameBoundary`, linear
+  in the bytes read); at 10,000 clients uvicorn's per-connection pings cost as much CPU as
   the fan-out itself (docs/benchmarks.md);
+* inbound pings and pongs are rate-limited like control messages (a flood is closed
+  with 1008), on every route of the app;
 * less memory per connection: a slim receive queue and writable flag in place of
   ``asyncio.Queue``/``asyncio.Event`` (a deque each), and the handshake's request and
   response dropped once accepted;
-* on server shutdown clients get close code 1001 (going away), not 1012;
+* on server shutdown sysstream's own (detached) streams get close code 1001 (going away);
+  the app's other routes get uvicorn's 1012;
 * a handshake refused with an HTTP response (ASGI's denial-response extension) ends
   without uvicorn logging it as an error.
 """
@@ -33,7 +38,7 @@ from typing import Any, Protocol, cast
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
-from ..sansio import Close, Reply
+from ..sansio import Close, ControlRateLimit, FrameBoundary, Reply
 from ._sinks import TransportSink
 
 __all__ = ["TRANSPORT_EXTENSION", "MessageHandler", "WebSocketProtocol"]
@@ -42,6 +47,9 @@ TRANSPORT_EXTENSION = "sysstream.transport"
 PONG_HEADER = 0x8A  # FIN + pong opcode
 MASKED_PING_PAYLOAD = 0x84  # client frames are masked; our pings carry 4 bytes
 INVALID_DATA = 1007  # a text message that is not UTF-8
+POLICY_VIOLATION = 1008  # a ping or pong flood
+INTERNAL_ERROR = 1011  # uvicorn's code for an unanswered keepalive ping
+GOING_AWAY = 1001  # sysstream's streams on server shutdown
 
 
 class MessageHandler(Protocol):
@@ -133,28 +141,36 @@ class Keepalive:
 
     Connections are spread over ``SLOTS`` buckets and one bucket is swept every
     ``interval / SLOTS``, so pings (and their pongs) never arrive in one burst. A sweep
-    aborts a connection whose previous ping, sent one interval earlier, is unanswered,
-    and sends the others this sweep's ping (one frame, built once, shared by the bucket).
+    sends the bucket one ping frame, built once; with a ``timeout``, one timer per sweep
+    (not per connection) fires ``timeout`` after that ping and times out the connections
+    that have not answered it. As in uvicorn, a connection with a ping in flight and a
+    timeout gets no new ping until the pong (or the timeout) comes.
     """
 
     SLOTS = 10
-    _running: dict[tuple[asyncio.AbstractEventLoop, float], Keepalive] = {}
+    _running: dict[tuple[asyncio.AbstractEventLoop, float, float | None], Keepalive] = {}
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, interval: float) -> None:
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, interval: float, timeout: float | None
+    ) -> None:
         self.loop = loop
         self.interval = interval
+        self.timeout = timeout
         self.buckets: list[dict[WebSocketProtocol, None]] = [{} for _ in range(self.SLOTS)]
         self.members = 0
         self._fill = 0  # the bucket the next connection joins
         self._due = 0  # the bucket the next sweep visits
         self._timer: asyncio.TimerHandle | None = None
+        self._expiries: dict[bytes, asyncio.TimerHandle] = {}  # by ping payload
 
     @classmethod
-    def of(cls, loop: asyncio.AbstractEventLoop, interval: float) -> Keepalive:
-        """The loop's keepalive for ``interval``, created on first use."""
-        keepalive = cls._running.get((loop, interval))
+    def of(
+        cls, loop: asyncio.AbstractEventLoop, interval: float, timeout: float | None
+    ) -> Keepalive:
+        """The loop's keepalive for these settings, created on first use."""
+        keepalive = cls._running.get((loop, interval, timeout))
         if keepalive is None:
-            keepalive = cls._running[loop, interval] = cls(loop, interval)
+            keepalive = cls._running[loop, interval, timeout] = cls(loop, interval, timeout)
         return keepalive
 
     def add(self, protocol: WebSocketProtocol) -> dict[WebSocketProtocol, None]:
@@ -170,22 +186,35 @@ class Keepalive:
         if protocol in bucket:
             del bucket[protocol]
             self.members -= 1
-        if not self.members:  # the last one out stops the timer
+        if not self.members:  # the last one out stops the timers
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            self._running.pop((self.loop, self.interval), None)
+            for expiry in self._expiries.values():
+                expiry.cancel()
+            self._expiries.clear()
+            self._running.pop((self.loop, self.interval, self.timeout), None)
 
     def _sweep(self) -> None:
         self._timer = self.loop.call_later(self.interval / self.SLOTS, self._sweep)
         bucket = self.buckets[self._due]
         self._due = (self._due + 1) % self.SLOTS
-        if bucket:
-            payload = os.urandom(4)
-            frame = b"\x89\x04" + payload
-            now = self.loop.time()
-            for protocol in list(bucket):
-                protocol.keepalive_round(frame, payload, now)
+        if not bucket:
+            return
+        payload = os.urandom(4)
+        frame = b"\x89\x04" + payload
+        now = self.loop.time()
+        for protocol in list(bucket):
+            protocol.keepalive_ping(frame, payload, now)
+        if self.timeout is not None:
+            expiry = self.loop.call_later(self.timeout, self._expire, bucket, payload)
+            self._expiries[payload] = expiry
+
+    def _expire(self, bucket: dict[WebSocketProtocol, None], payload: bytes) -> None:
+        self._expiries.pop(payload, None)
+        for protocol in list(bucket):
+            if protocol.pending_ping_payload == payload:
+                protocol.keepalive_timeout()
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
@@ -193,7 +222,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     handler: MessageHandler | None = None  # set once the app has detached the connection
     _keepalive: Keepalive | None = None
     _bucket: dict[WebSocketProtocol, None] | None = None
-    _scan_tail = b""  # a client frame not yet complete: the fast pong path waits for it
+    _boundary: FrameBoundary | None = None  # client frames followed from the handshake on
+    _control_frames: ControlRateLimit | None = None  # created by the first ping or pong
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -207,8 +237,11 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         # uvicorn calls this right after writing the accept response: the handshake's
         # request and response are no longer needed.
         self.request = self.response = None  # type: ignore[assignment]
+        # Client frames are followed from here on. A client that sent frames before the
+        # 101 only confuses its own connection, which websockets' parser then closes.
+        self._boundary = FrameBoundary()
         if self.ping_interval is not None and self.ping_interval > 0:
-            self._keepalive = Keepalive.of(self.loop, self.ping_interval)
+            self._keepalive = Keepalive.of(self.loop, self.ping_interval, self.ping_timeout)
             self._bucket = self._keepalive.add(self)
 
     def stop_keepalive(self) -> None:
@@ -217,36 +250,75 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self._keepalive.remove(self, self._bucket)
         self._keepalive = self._bucket = None
 
-    def keepalive_round(self, frame: bytes, payload: bytes, now: float) -> None:
-        """Called by :class:`Keepalive` once per interval: time out, or ping again."""
-        if self.pending_ping_payload is not None and self.ping_timeout is not None:
-            self.keepalive_timeout()
-            return
+    def keepalive_ping(self, frame: bytes, payload: bytes, now: float) -> None:
+        """Called by :class:`Keepalive` once per interval: ping, unless one is in flight."""
         if self.close_sent or self.transport.is_closing():
             return
+        if self.pending_ping_payload is not None and self.ping_timeout is not None:
+            return  # the timeout decides; uvicorn does not stack pings either
         self.pending_ping_payload = payload
         self.ping_sent_at = now
         self.transport.write(frame)
 
+    def keepalive_timeout(self) -> None:
+        # The close frame is best-effort: a client that stopped reading may never drain its
+        # buffer, so the connection is aborted rather than closed gracefully.
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        if self.transport.is_closing():
+            return
+        if not self.close_sent:
+            self.conn.fail(INTERNAL_ERROR, "keepalive ping timeout")
+            self.transport.write(b"".join(self.conn.data_to_send()))
+        self.abort()
+
     def data_received(self, data: bytes) -> None:
         # A read holding exactly one masked 4-byte pong at a frame boundary (the common
         # case) skips websockets' generator-based parser; anything else goes through it.
+        boundary = self._boundary
+        if boundary is None:  # the handshake
+            super().data_received(data)
+            return
         if (
             len(data) == 10
             and data[0] == PONG_HEADER
             and data[1] == MASKED_PING_PAYLOAD
-            and not self._scan_tail
-            and self.handshake_complete
-            and not self.conn.reader.buffer
+            and boundary.at_boundary
+            and not websockets_buffer(self.conn)
         ):
             expected = self.pending_ping_payload
             if expected is not None and unmask(data[6:], data[2:6]) == expected:
                 self.pending_ping_payload = None
                 self.last_ping_rtt = self.loop.time() - self.ping_sent_at
+                return
+        pings = boundary.feed(data)
+        if pings and not self.pings_allowed(pings):
+            # Refused before websockets parses (and answers) any of them: a flood costs
+            # this check, not a parse and a pong per frame.
+            self.fail(POLICY_VIOLATION, "too many pings")
             return
         super().data_received(data)
-        if self.handshake_complete:
-            self._scan_tail = incomplete_frame(self._scan_tail + data)
+
+    def pings_allowed(self, count: int) -> bool:
+        """Pings and pongs share the control messages' token bucket (per connection)."""
+        limit = self._control_frames
+        if limit is None:
+            limit = self._control_frames = ControlRateLimit()
+        now = self.loop.time()
+        return all(limit.allow(now) for _ in range(count))
+
+    def fail(self, code: int, reason: str) -> None:
+        """Close at once for a client's fault: the close frame, then the socket (as
+        uvicorn does on a protocol error); the app, if it still serves the connection,
+        gets the disconnect with ``code``."""
+        if self.close_sent or self.transport.is_closing():
+            return
+        if self.handler is None:
+            self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.fail(code, reason)  # websockets discards whatever the client sends next
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        self.transport.close()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
@@ -328,8 +400,9 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.close_timer = self.loop.call_later(self.close_timeout, self.abort)
 
     async def run_asgi(self) -> None:
-        # uvicorn 0.54's run_asgi, except that a detached connection stays open when the
-        # app returns: the protocol carries it from then on.
+        # uvicorn's run_asgi (0.54 and 0.55: tests/test_uvicorn_seam.py compares the
+        # source), except that a detached connection stays open when the app returns: the
+        # protocol carries it from then on. uvicorn offers no hook for that last step.
         try:
             result = await self.app(self.scope, self.receive, self.send)
         except ClientDisconnected:
@@ -380,14 +453,6 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if handler is not None:
             handler.close()
 
-    def keepalive_timeout(self) -> None:
-        # The client stopped reading: its buffers may never drain, so a closing handshake
-        # would keep the socket (and its memory) forever.
-        self.pong_timer = None
-        self.pending_ping_payload = None
-        if not self.transport.is_closing():
-            self.abort()
-
     async def send(self, message: Any) -> None:
         await super().send(message)
         # uvicorn 0.54 leaves a handshake refused with a denial response (403/401/503 from
@@ -397,35 +462,23 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self.handshake_complete = True
 
     def shutdown(self) -> None:
-        if self.handshake_complete and not self.close_sent and self.initial_response is None:
-            self.stop_keepalive()
-            self.queue.put_nowait({"type": "websocket.disconnect", "code": 1001})
-            self.conn.send_close(1001, "server shutting down")
+        if self.handler is None:
+            super().shutdown()  # the app's own routes: uvicorn's 1012
+            return
+        # sysstream's streams: 1001 "going away" (docs/protocol.md); no app to tell.
+        self.stop_keepalive()
+        if not self.close_sent and not self.transport.is_closing():
+            self.conn.send_close(GOING_AWAY, "server shutting down")
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.close_sent = True
-            self.transport.close()
-            return
-        super().shutdown()
+        self.transport.close()
+
+
+def websockets_buffer(conn: Any) -> bytearray:
+    """The bytes websockets has received but not parsed yet (a private attribute, named
+    in sysstream.stream._seam)."""
+    return cast(bytearray, conn.reader.buffer)
 
 
 def unmask(payload: bytes, key: bytes) -> bytes:
     return bytes(byte ^ key[i & 3] for i, byte in enumerate(payload))
-
-
-def incomplete_frame(data: bytes) -> bytes:
-    """The trailing bytes of ``data`` (client frames, from a frame boundary on) that do not
-    yet make a whole frame: empty when ``data`` ends at a frame boundary."""
-    offset, size = 0, len(data)
-    while size - offset >= 2:
-        second = data[offset + 1]
-        length, start = second & 0x7F, offset + 2
-        if length >= 126:
-            width = 2 if length == 126 else 8
-            if size - start < width:
-                break
-            length, start = int.from_bytes(data[start : start + width], "big"), start + width
-        end = start + (4 if second & 0x80 else 0) + length
-        if end > size:
-            break
-        offset = end
-    return data[offset:]
