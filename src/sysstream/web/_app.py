@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
             found: list[Recorder] = [store.recorder(host)] if store is not None else []
             if evaluator is not None:
                 found.append(evaluator.recorder(host))
+                # The host's hub exists once this returns: then give it the host's alerts.
+                asyncio.get_running_loop().call_soon(_host_alerts, evaluator, hosts.fleet, host)
             return found
 
         hosts = fleet_router(
@@ -108,7 +110,8 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
 
     # The page at / and its files under /static/: exact paths, so nothing above is shadowed.
     fleet_prefix = FLEET_PREFIX if settings.redis_url is not None else None
-    app.include_router(dashboard(api=PREFIX, hosts=fleet_prefix))
+    alerts_prefix = ALERTS_PREFIX if evaluator is not None else None
+    app.include_router(dashboard(api=PREFIX, hosts=fleet_prefix, alerts=alerts_prefix))
     return app
 
 
@@ -121,6 +124,13 @@ def _evaluator(settings: Settings, store: HistoryStore | None) -> AlertEvaluator
     coordinator = RedisCoordinator(settings.redis_url) if settings.redis_url else None
     # In fleet mode the hubs evaluate the agents' hosts (run an agent on a hub's own host).
     return AlertEvaluator(rules, rule_file=settings.alerts, log=log, coordinator=coordinator)
+
+
+def _host_alerts(evaluator: AlertEvaluator, fleet: Fleet, host: str) -> None:
+    """``/api/hosts/{host}/metrics?alerts=1`` gets that host's alerts."""
+    remote = fleet.hosts.get(host)
+    if remote is not None:
+        stream_alerts_to(evaluator, remote.hub, host)
 
 
 def _host_statuses(fleet: Fleet) -> Iterator[tuple[str, bool, float]]:

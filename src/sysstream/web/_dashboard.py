@@ -28,6 +28,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 _API_META = '<meta name="sysstream-api" content="api/system">'
 _HOSTS_META = '<meta name="sysstream-hosts" content="">'
+_ALERTS_META = '<meta name="sysstream-alerts" content="">'
 
 # 'self' covers same-origin ws:/wss: in current browsers; inline styles are uPlot's.
 _CSP = (
@@ -37,17 +38,21 @@ _CSP = (
 )
 
 
-def dashboard(*, api: str = "/api/system", hosts: str | None = None) -> APIRouter:
+def dashboard(
+    *, api: str = "/api/system", hosts: str | None = None, alerts: str | None = None
+) -> APIRouter:
     """A router serving the dashboard at its ``/`` and its assets under ``/static/``.
 
     ``api`` is the app-absolute path where :func:`sysstream.router` is included; ``hosts``,
     where the fleet routes are (``/api/hosts``), or None on a single server, so the page
-    does not even ask for them.
+    does not even ask for them; ``alerts``, where the alert routes are (``/api/alerts``),
+    or None when the server evaluates none.
     """
     api = _absolute("api", api)
     hosts = None if hosts is None else _absolute("hosts", hosts)
+    alerts = None if alerts is None else _absolute("alerts", alerts)
     page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
-    for meta in (_API_META, _HOSTS_META):
+    for meta in (_API_META, _HOSTS_META, _ALERTS_META):
         if meta not in page:
             raise RuntimeError(f"expected {meta!r} in {STATIC_DIR / 'index.html'}")
     files = StaticFiles(directory=STATIC_DIR)
@@ -62,6 +67,9 @@ def dashboard(*, api: str = "/api/system", hosts: str | None = None) -> APIRoute
         if hosts is not None:
             hosts_path = posixpath.relpath(hosts, page_dir)
             body = body.replace(_HOSTS_META, _meta("sysstream-hosts", hosts_path))
+        if alerts is not None:
+            alerts_path = posixpath.relpath(alerts, page_dir)
+            body = body.replace(_ALERTS_META, _meta("sysstream-alerts", alerts_path))
         return HTMLResponse(
             body,
             headers={

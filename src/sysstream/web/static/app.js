@@ -2,6 +2,7 @@
 // URLs are relative to the page (<meta name="sysstream-api">), so the page works at / and
 // under any prefix; the stream URL is one function of the selected host (streamUrl).
 
+import { Alerts } from "./alerts.js";
 import { Card, theme } from "./card.js";
 import { Fleet } from "./fleet.js";
 import { duration, formatter } from "./format.js";
@@ -68,6 +69,7 @@ function streamUrl() {
   if (page.interval !== page.schema.interval) url.searchParams.set("interval", String(page.interval));
   const history = historySeconds();
   if (history > 0) url.searchParams.set("history", String(history));
+  if (alerts.url) url.searchParams.set("alerts", "1"); // opt-in alert messages (docs/alerts.md)
   if (token()) url.searchParams.set("token", token());
   return url.href;
 }
@@ -153,6 +155,7 @@ function ingestHistory(body) {
 }
 
 function onMessage(message) {
+  if (alerts.receive(message)) return;
   if (message.type === "history") {
     ingestHistory(message);
   } else if (message.type === "subscribed") {
@@ -222,6 +225,7 @@ function draw() {
     }
     card.draw(timeline);
     card.update(latest, timeline, live);
+    alerts.decorate(card, xRange(), page.host);
   }
   drawProcesses(latest.processes);
   if (typeof latest.uptime === "number") $("uptime").textContent = `up ${duration(latest.uptime)}`;
@@ -465,6 +469,15 @@ function selectHost(host) {
 
 // ---- Start ----
 
+const alertsMeta = document.querySelector('meta[name="sysstream-alerts"]').content;
+const alerts = new Alerts({
+  // …/api/alerts where the server evaluates alerts; null where it does not.
+  url: alertsMeta ? new URL(alertsMeta.replace(/\/*$/, ""), document.baseURI) : null,
+  fetchJson,
+  token,
+  onChange: () => page.schema && requestDraw(),
+});
+
 const stream = new Stream({
   probeUrl: () => metricsUrl(null, "/schema").href,
   streamUrl,
@@ -492,6 +505,7 @@ $("host").textContent = location.host;
 selectWindow(page.window);
 addEventListener("online", () => stream.retry());
 stream.start();
+alerts.start();
 if (hostsBase) new Fleet({
   hostsBase,
   fetchJson,
