@@ -8,7 +8,9 @@ import orjson
 import pytest
 
 from sysstream import MetricsHub, Sample, View
+from sysstream.sampling import LocalSource
 from sysstream.sansio._fanout import Offer, Outbox
+from sysstream.stream._hub import HubState
 
 
 class ListSink:
@@ -145,3 +147,23 @@ async def test_source_exception_becomes_an_error_tick_and_the_hub_goes_on() -> N
     errors = [m for m in sink.messages() if "error" in m]
     assert errors and "RuntimeError: source exploded" in str(errors[0]["error"])
     assert hub.stats.source_errors == 1
+
+
+class Constant:
+    def collect(self, now: float) -> float:
+        return 1.0
+
+
+async def test_the_hub_stops_every_time() -> None:
+    # Issue 13: on Python 3.11 a stop landing as a tick's reads completed was swallowed
+    # and hub.stop() never returned. 500 start/stop cycles at a 1 ms interval,
+    # stopped at staggered points of the tick; each stop must end within 5 s.
+    for attempt in range(500):
+        readers = {"cpu": Constant(), "memory": Constant(), "disk": Constant()}
+        hub = MetricsHub(LocalSource(readers, interval=0.001))
+        await hub.start()
+        await asyncio.sleep(0.0002 * (attempt % 10))  # 0 to 1.8 ticks in
+        stopping = asyncio.create_task(hub.stop())
+        done, _ = await asyncio.wait((stopping,), timeout=5)
+        assert done, f"hub.stop() still running after 5 s (cycle {attempt})"
+        assert hub.state is HubState.STOPPED

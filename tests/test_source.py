@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from typing import Any
 
@@ -81,3 +82,44 @@ async def test_only_asked_groups_are_read() -> None:
         source.close()
     assert sample.values == {"cpu": 1.0}
     assert readers["temps"].calls == 0
+
+
+class CancellingReader:
+    """Cancels ``task`` a few event-loop turns after its read returns: one of the turns
+    is the moment the read's future completes but the awaiting task has not yet woken."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.task: asyncio.Task[Any] | None = None
+        self.turns = 0
+        self.cancelled = False  # the cancel reached a task still running
+
+    def collect(self, now: float) -> Any:
+        self.loop.call_soon_threadsafe(self._cancel_after, self.task, self.turns)
+        return 1.0
+
+    def _cancel_after(self, task: asyncio.Task[Any] | None, turns: int) -> None:
+        if turns:
+            self.loop.call_soon(self._cancel_after, task, turns - 1)
+        elif task is not None:
+            self.cancelled = task.cancel()
+
+
+async def test_a_cancelled_tick_is_cancelled_even_as_its_read_completes() -> None:
+    # Python 3.11's wait_for returned the result, swallowing the cancellation, when the
+    # read finished as it was cancelled: the hub then never stopped (issue 13).
+    reader = CancellingReader(asyncio.get_running_loop())
+    source = LocalSource({"cpu": reader}, interval=0.001)
+    swallowed = cancelled = 0
+    try:
+        for attempt in range(300):
+            reader.turns, reader.cancelled = attempt % 6, False
+            reader.task = task = asyncio.create_task(source.next_sample(frozenset({"cpu"})))
+            done, _ = await asyncio.wait((task,), timeout=5)
+            assert done, "a cancelled tick did not end within 5 s"
+            swallowed += reader.cancelled and not task.cancelled()
+            cancelled += reader.cancelled
+    finally:
+        source.close()
+    assert cancelled > 100  # the cancellations did land mid-tick
+    assert swallowed == 0

@@ -96,9 +96,11 @@ class LocalSource:
         if due:
             job = _Job(due)
             future = asyncio.get_running_loop().run_in_executor(self._pool, self._run, job, now)
-            try:
-                await asyncio.wait_for(asyncio.shield(future), self.collect_timeout)
-            except TimeoutError:
+            # asyncio.wait, not wait_for(shield(…)): it never cancels the read, and on
+            # Python 3.11 wait_for swallows a cancellation that arrives as the read
+            # completes, so the hub's task would never stop (issue 13).
+            done, _ = await asyncio.wait((future,), timeout=self.collect_timeout)
+            if not done:
                 hung = job.current
                 if hung is not None:
                     self._hung[hung] = future

@@ -178,7 +178,9 @@ class MetricsHub:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         tick = 0
-        while True:
+        # The state, not only the cancellation, ends the loop: a cancellation swallowed
+        # by anything awaited below (Python 3.11's wait_for does) cannot keep it alive.
+        while self.state is HubState.RUNNING:
             try:
                 sample = await self.source.next_sample(self._groups)
             except asyncio.CancelledError:

@@ -143,7 +143,10 @@ async def latest_response(hub: MetricsHub) -> Response:
     sample = hub.latest
     if sample is None:
         try:
-            sample = await asyncio.wait_for(hub.wait_for_tick(), 5 * hub.source.interval)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+            # cancellation (shutdown) that arrives just as the tick does.
+            async with asyncio.timeout(5 * hub.source.interval):
+                sample = await hub.wait_for_tick()
         except TimeoutError:
             return Response(encode_error("no sample yet"), status_code=503, media_type=JSON)
     return Response(encode_sample(sample, DEFAULT_FIELDS), media_type=JSON)

@@ -74,6 +74,19 @@ def build_server(settings: Settings, app: FastAPI | None = None) -> uvicorn.Serv
 
 def run_server(settings: Settings, app: FastAPI | None = None) -> None:
     """Bind, announce the address and serve until SIGINT/SIGTERM."""
+    # From here on a stop signal ends the server gracefully, whenever it comes: before
+    # uvicorn takes over the signals (while the app is built) it stops the server once
+    # started; after uvicorn's graceful shutdown (it re-raises the signal) it is a success.
+    stop = _StopRequest()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        _serve(settings, app, stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve(settings: Settings, app: FastAPI | None, stop: _StopRequest) -> None:
     open_files = raise_open_files_limit()  # before the app sizes --max-clients from it
     if settings.max_clients is not None and settings.max_clients > default_max_clients(open_files):
         logger.warning(
@@ -94,15 +107,25 @@ def run_server(settings: Settings, app: FastAPI | None = None) -> None:
     server = build_server(settings, app)
     shown = f"[{host}]" if ":" in host else host
     logger.info("sysstream serving on http://%s:%d (stream at /api/system/metrics)", shown, port)
-    # uvicorn re-raises the stop signal after its graceful shutdown, so the process would
-    # die "killed by SIGTERM". A shutdown that completed is a success: exit status 0.
-    previous = {sig: signal.signal(sig, _ignore) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        server.run(sockets=[sock])
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    stop.server = server
+    if stop.requested:
+        sock.close()
+        return
+    server.run(sockets=[sock])
 
 
-def _ignore(signum: int, frame: object) -> None:
-    """Stands in for the default action once uvicorn has already shut down."""
+class _StopRequest:
+    """Stands in for SIGINT/SIGTERM's default action around uvicorn's own handlers.
+
+    uvicorn re-raises the stop signal after its graceful shutdown, so the process would
+    die "killed by SIGTERM"; a shutdown that completed is a success: exit status 0.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.server: uvicorn.Server | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.requested = True
+        if self.server is not None:
+            self.server.should_exit = True  # uvicorn checks it once started
