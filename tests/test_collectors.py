@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,11 +17,13 @@ from sysstream._registry import GROUPS
 from sysstream.sampling._collectors import (
     DiskIoCollector,
     LoadCollector,
+    MemoryDetailCollector,
     MountsCollector,
     NetCollector,
     ProcessesCollector,
     build_collectors,
 )
+from sysstream.sampling._processes import CMDLINE_MAX, ProcessTable
 
 
 def test_there_is_a_collector_for_every_registry_group() -> None:
@@ -105,6 +109,44 @@ def test_processes_counts_and_ranks() -> None:
     rss = [row["rss_bytes"] for row in value["top_memory"]]
     assert rss == sorted(rss, reverse=True)
     assert len(value["top_cpu"]) <= 10
+
+
+def test_processes_carry_their_command_line_bounded() -> None:
+    marker = "sysstream-cmdline-marker"
+    long_argument = "x" * 400
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", marker, long_argument],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        rows = {row["pid"]: row for row in ProcessTable().snapshot(max_age=0).rows}
+    finally:
+        child.communicate(timeout=10)
+    row = rows[child.pid]
+    assert row["cmdline"].startswith(f"{sys.executable} -c import sys; sys.stdin.read() {marker} x")
+    assert len(row["cmdline"]) == CMDLINE_MAX and row["cmdline"].endswith("x…")
+    assert rows[os.getpid()]["cmdline"] == " ".join(psutil.Process().cmdline())[:CMDLINE_MAX]
+
+
+def test_process_table_walks_again_only_when_older_than_asked() -> None:
+    table = ProcessTable()
+    first = table.snapshot(max_age=60)
+    assert table.snapshot(max_age=60) is first
+    assert table.snapshot(max_age=0) is not first
+    value = ProcessesCollector(table).collect(0)
+    assert value["cpus"] == psutil.cpu_count()
+    assert set(value["top_cpu"][0]) == {
+        "pid", "name", "user", "cmdline", "cpu_percent", "memory_percent", "rss_bytes"
+    }  # fmt: skip
+
+
+def test_memory_detail_in_bytes_matches_virtual_memory() -> None:
+    value = MemoryDetailCollector().collect(0)
+    memory = psutil.virtual_memory()
+    assert value["total_bytes"] == memory.total
+    assert value["used_bytes"] == pytest.approx(memory.used, rel=0.1)
+    assert value["cached_bytes"] == pytest.approx(memory.cached + memory.buffers, rel=0.1)
+    assert value["available_bytes"] == pytest.approx(memory.available, rel=0.1)
 
 
 def test_sensors_are_empty_not_an_error_without_hardware() -> None:

@@ -138,6 +138,39 @@ async def test_two_hubs_serve_the_same_host(redis_url: str, server_factory: Fact
             assert len(set(seen[0]) & set(seen[1])) >= 4
 
 
+async def test_every_hosts_history_in_one_bounded_request(
+    redis_url: str, server_factory: Factory
+) -> None:
+    server = hub(server_factory, redis_url)
+    async with agent(redis_url, "web1"), agent(redis_url, "db1"):
+        await wait_for_status(server, {"web1": "online", "db1": "online"})
+        await server.wait_until(
+            lambda: all(len(h.history) >= 12 for h in server.app.state.fleet.hosts.values())
+        )
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+            response = await http.get("/api/hosts/history?seconds=60&fields=cpu,memory&points=5")
+            single = {
+                host: (await http.get(f"/api/hosts/{host}/metrics/history?seconds=60")).json()
+                for host in ("web1", "db1")
+            }
+            refused = await http.get("/api/hosts/history?points=301")
+    body = response.json()
+    assert response.status_code == 200
+    assert (body["seconds"], body["fields"], body["points"]) == (60, ["cpu", "memory"], 5)
+    assert list(body["hosts"]) == ["db1", "web1"]
+    for host, history in body["hosts"].items():
+        assert 3 <= len(history["timestamps"]) <= 5
+        # The thinned points are the host's own ticks, values and all, newest included.
+        full = dict(zip(single[host]["timestamps"], single[host]["values"]["cpu"], strict=True))
+        assert all(
+            full[t] == v
+            for t, v in zip(history["timestamps"], history["values"]["cpu"], strict=True)
+        )
+        assert history["timestamps"][-1] >= max(full) - 2 * INTERVAL
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "expected points from 1 to 300, got 301"
+
+
 async def test_a_hub_that_starts_late_backfills_history(
     redis_url: str, server_factory: Factory
 ) -> None:

@@ -36,6 +36,20 @@ def test_query_is_columnar_with_nulls_for_missing_groups() -> None:
     assert full["values"]["load"] == [{"load1": 0.5}]
 
 
+def test_query_thins_to_at_most_points_counting_back_from_the_newest() -> None:
+    history = History(seconds=60, interval=1)
+    for tick in range(10):
+        history.record(sample(tick, cpu=float(tick)))
+    body = orjson.loads(history.query(["cpu"], since=0, points=4))
+    # 10 ticks in at most 4 points: every 3rd, ending with the newest.
+    assert body["values"]["cpu"] == [0.0, 3.0, 6.0, 9.0]
+    assert body["timestamps"] == [1000.0, 1003.0, 1006.0, 1009.0]
+    assert body["step"] == 3
+    assert orjson.loads(history.query(["cpu"], since=0, points=50))["values"]["cpu"] == [
+        float(tick) for tick in range(10)
+    ]
+
+
 def test_process_lists_are_not_kept() -> None:
     history = History(seconds=60, interval=1)
     history.record(sample(1, processes={"count": 3}))

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+from collections.abc import Iterator
 from typing import Any
 
+import httpx
+import psutil
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -60,3 +65,60 @@ async def test_embedded_router_streams_on_a_real_server(
             while "error" not in (reply := await receive_json(websocket)):
                 pass
         assert reply["error"]
+
+
+MARKER = "sysstream-process-list-marker"
+
+
+@pytest.fixture
+def marked_children() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Three processes whose command lines end with MARKER and their number."""
+    command = [sys.executable, "-c", "import sys; sys.stdin.read()", MARKER]
+    children = [subprocess.Popen([*command, str(n)], stdin=subprocess.PIPE) for n in range(3)]
+    yield children
+    for child in children:
+        child.communicate(timeout=10)
+
+
+async def test_process_list_is_sorted_filtered_and_bounded(
+    server: Any, marked_children: list[subprocess.Popen[bytes]]
+) -> None:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as client:
+        url = "/api/system/metrics/processes"
+        body = (await client.get(url, params={"filter": MARKER, "sort": "pid"})).json()
+        everything = (await client.get(url, params={"limit": "500"})).json()
+        refused = await client.get(url, params={"limit": "501"})
+        schema = (await client.get("/api/system/metrics/schema")).json()
+    children = marked_children
+    marker = MARKER
+    assert body["matched"] == 3
+    assert [row["pid"] for row in body["rows"]] == sorted(child.pid for child in children)
+    assert [row["cmdline"].split()[-2:] for row in body["rows"]] == [
+        [marker, str(n)] for n in range(3)
+    ]
+    assert body["cpus"] == psutil.cpu_count()
+    assert everything["count"] == min(everything["count"], 500) == len(everything["rows"])
+    cpu = [row["cpu_percent"] for row in everything["rows"]]
+    assert cpu == sorted(cpu, reverse=True)
+    assert refused.status_code == 400
+    assert refused.json()["error"] == "expected limit from 1 to 500, got 501"
+    assert schema["processes"] is True
+
+
+def test_an_embedding_app_with_its_own_source_has_no_process_list() -> None:
+    class Silent:
+        interval = 1.0
+
+        async def next_sample(self, groups: frozenset[str]) -> Any:
+            await asyncio.Event().wait()
+
+        def close(self) -> None:
+            pass
+
+    app = FastAPI()
+    app.include_router(sysstream.router(source=Silent()), prefix="/api/system")
+    with TestClient(app) as client:
+        response = client.get("/api/system/metrics/processes")
+        assert response.status_code == 404
+        assert response.json()["error"] == "no process list: this router does not sample this host"
+        assert client.get("/api/system/metrics/schema").json()["processes"] is False

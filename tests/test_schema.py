@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,6 +23,7 @@ async def test_schema_lists_every_group_from_the_registry(server: RunningServer)
     assert paths["net.interfaces.*.rx_bytes_per_s"]["labels"] == ["interface"]
     assert paths["net.interfaces.*.rx_bytes"]["kind"] == "counter"
     assert body["groups"]["processes"]["every"] == 5
+    assert body["hostname"] == socket.gethostname()
 
 
 async def schema_of(server: RunningServer) -> dict[str, object]:

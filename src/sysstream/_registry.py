@@ -263,6 +263,37 @@ GROUPS: dict[str, FieldGroup] = {
             ),
         ),
         FieldGroup(
+            "memory_detail",
+            "Memory detail",
+            "Memory in bytes: total, used, cached, available (psutil's virtual_memory).",
+            (
+                Metric(
+                    "memory_detail.total_bytes",
+                    "bytes",
+                    "Physical memory in total.",
+                    prometheus="sysstream_memory_size_bytes",
+                ),
+                Metric(
+                    "memory_detail.used_bytes",
+                    "bytes",
+                    "Memory in use by processes and the kernel (not cache or buffers).",
+                    prometheus="sysstream_memory_used_bytes",
+                ),
+                Metric(
+                    "memory_detail.cached_bytes",
+                    "bytes",
+                    "Page cache and buffers: reclaimable; null where the platform has none.",
+                    prometheus="sysstream_memory_cached_bytes",
+                ),
+                Metric(
+                    "memory_detail.available_bytes",
+                    "bytes",
+                    "Memory that can be given to processes without swapping.",
+                    prometheus="sysstream_memory_available_bytes",
+                ),
+            ),
+        ),
+        FieldGroup(
             "disk",
             "Disk",
             "Usage of the configured filesystem (--disk-path), as percent.",
@@ -433,7 +464,7 @@ GROUPS: dict[str, FieldGroup] = {
         FieldGroup(
             "processes",
             "Processes",
-            "Process count, and the top processes by CPU and by memory.",
+            "Process count, and the top processes by CPU and by memory, with their command lines.",
             (
                 Metric(
                     "processes.count",
@@ -448,9 +479,20 @@ GROUPS: dict[str, FieldGroup] = {
                     prometheus="sysstream_processes_running",
                 ),
                 Metric(
+                    "processes.cpus",
+                    "CPUs",
+                    "Logical CPUs: a process's CPU percent can reach 100 times this.",
+                ),
+                Metric(
                     "processes.top_cpu.*.cpu_percent",
                     "percent",
                     "CPU used by one of the top processes by CPU (100 = one core).",
+                ),
+                Metric(
+                    "processes.top_cpu.*.cmdline",
+                    "text",
+                    "Command line of one of the top processes (at most 256 characters).",
+                    Kind.INFO,
                 ),
                 Metric(
                     "processes.top_memory.*.rss_bytes",

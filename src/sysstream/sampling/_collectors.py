@@ -17,6 +17,7 @@ import psutil
 
 from ..sansio import CounterRate, CpuUsage, RateTable, round_rate
 from ._containers import ContainersCollector
+from ._processes import ProcessTable
 
 __all__ = ["Collector", "build_collectors"]
 
@@ -80,6 +81,20 @@ class CpuTimesCollector:
 class MemoryCollector:
     def collect(self, now: float) -> float:
         return float(psutil.virtual_memory().percent)
+
+
+class MemoryDetailCollector:
+    def collect(self, now: float) -> dict[str, int | None]:
+        memory = psutil.virtual_memory()
+        # Linux reports cache and buffers apart; other platforms have neither field.
+        cached = getattr(memory, "cached", None)
+        buffers = getattr(memory, "buffers", None)
+        return {
+            "total_bytes": memory.total,
+            "used_bytes": memory.used,
+            "cached_bytes": None if cached is None else cached + (buffers or 0),
+            "available_bytes": memory.available,
+        }
 
 
 class DiskCollector:
@@ -255,32 +270,23 @@ class FansCollector:
 
 
 class ProcessesCollector:
-    """Process count and top processes. Per-process CPU percent is measured between two
-    walks (psutil keeps each Process's previous times), so the first walk reports 0."""
+    """Process count and top processes, from the shared :class:`ProcessTable`. Per-process
+    CPU percent is measured between two walks, so the first walk reports 0."""
 
-    ATTRS = ("pid", "name", "username", "cpu_percent", "memory_percent", "memory_info", "status")
+    # A walk younger than this (the process list route's) is reused rather than repeated:
+    # CPU percents over a fraction of a second would be noise.
+    REUSE_SECONDS = 0.5
+
+    def __init__(self, table: ProcessTable | None = None) -> None:
+        self.table = table if table is not None else ProcessTable()
 
     def collect(self, now: float) -> dict[str, Any]:
-        rows = []
-        running = 0
-        for process in psutil.process_iter(self.ATTRS):
-            info = process.info
-            if info["status"] == psutil.STATUS_RUNNING:
-                running += 1
-            memory = info["memory_info"]
-            rows.append(
-                {
-                    "pid": info["pid"],
-                    "name": info["name"] or "",
-                    "user": info["username"] or "",
-                    "cpu_percent": round(info["cpu_percent"] or 0.0, 1),
-                    "memory_percent": round(info["memory_percent"] or 0.0, 2),
-                    "rss_bytes": memory.rss if memory is not None else 0,
-                }
-            )
+        snapshot = self.table.snapshot(max_age=self.REUSE_SECONDS)
+        rows = list(snapshot.rows)
         return {
             "count": len(rows),
-            "running": running,
+            "running": snapshot.running,
+            "cpus": snapshot.cpus,
             "top_cpu": _top(rows, "cpu_percent"),
             "top_memory": _top(rows, "rss_bytes"),
         }
@@ -298,12 +304,16 @@ class UptimeCollector:
         return round(time.time() - self._boot, 1)
 
 
-def build_collectors(*, disk_path: str, docker_host: str | None = None) -> Mapping[str, Collector]:
+def build_collectors(
+    *, disk_path: str, docker_host: str | None = None, processes: ProcessTable | None = None
+) -> Mapping[str, Collector]:
     """One collector per registry group, keyed by the group's wire name. ``docker_host``:
-    the container engine's socket (``unix://…``); ``None`` reads ``DOCKER_HOST``."""
+    the container engine's socket (``unix://…``); ``None`` reads ``DOCKER_HOST``.
+    ``processes``: the process table to share with the process list route, if there is one."""
     factories: dict[str, Callable[[], Collector]] = {
         "cpu": CpuCollector,
         "memory": MemoryCollector,
+        "memory_detail": MemoryDetailCollector,
         "disk": lambda: DiskCollector(disk_path),
         "cpu_per_core": CpuPerCoreCollector,
         "cpu_times": CpuTimesCollector,
@@ -314,7 +324,7 @@ def build_collectors(*, disk_path: str, docker_host: str | None = None) -> Mappi
         "mounts": MountsCollector,
         "temps": TempsCollector,
         "fans": FansCollector,
-        "processes": ProcessesCollector,
+        "processes": lambda: ProcessesCollector(processes),
         "uptime": UptimeCollector,
         "containers": lambda: ContainersCollector(docker_host=docker_host),
     }

@@ -35,6 +35,7 @@ from ._frames import FrameBoundary, frame_header
 from ._hosts import MISSED_INTERVALS, HostRecord, HostStatus
 from ._messages import encode_error, encode_json, encode_sample, format_timestamp, text_frame
 from ._origins import OriginPolicy, parse_origin_pattern
+from ._process_query import PROCESS_LIST_MAX, ProcessQuery, parse_process_query, select_processes
 from ._ratelimit import CONTROL_BURST, CONTROL_RATE, ControlRateLimit
 from ._rates import CounterRate, CpuUsage, RateTable, round_rate
 from ._rollup import Bucket, BucketRollup, Summary, bucket_start, combine
@@ -84,6 +85,7 @@ __all__ = [
     "HOST_OFFLINE_METRIC",
     "MISSED_INTERVALS",
     "POLICY_VIOLATION",
+    "PROCESS_LIST_MAX",
     "RESERVED_HOST_ID",
     "SHORT_ID",
     "TICKS_PATTERN",
@@ -116,6 +118,7 @@ __all__ = [
     "OriginPolicy",
     "Outbox",
     "OutboxState",
+    "ProcessQuery",
     "RateTable",
     "Reply",
     "Rule",
@@ -167,12 +170,14 @@ __all__ = [
     "parse_net_dev",
     "parse_origin_pattern",
     "parse_proc_start_ticks",
+    "parse_process_query",
     "parse_query",
     "parse_rule_text",
     "parse_rules",
     "parse_silence",
     "redact_url",
     "round_rate",
+    "select_processes",
     "text_frame",
     "ticks_channel",
     "webhook_body",

@@ -9,6 +9,7 @@ with a few interfaces and mounts; docs/protocol.md has the arithmetic).
 from __future__ import annotations
 
 import bisect
+import math
 from collections import deque
 from collections.abc import Iterable, Sequence
 
@@ -53,18 +54,30 @@ class History:
     def oldest(self) -> float | None:
         return self._times[0] if self._times else None
 
-    def query(self, fields: Sequence[str], since: float, until: float | None = None) -> bytes:
+    def query(
+        self,
+        fields: Sequence[str],
+        since: float,
+        until: float | None = None,
+        *,
+        points: int | None = None,
+    ) -> bytes:
         """Ticks with ``since <= timestamp <= until`` as the columnar JSON body of
-        ``GET /metrics/history`` (docs/protocol.md)."""
+        ``GET /metrics/history`` (docs/protocol.md); with ``points``, at most that many of
+        them, every k-th tick counted back from the newest (sparklines need no more)."""
         times = list(self._times)
         start = bisect.bisect_left(times, since)
         stop = len(times) if until is None else bisect.bisect_right(times, until)
-        values = list(self._values)[start:stop]
-        header = {"interval": self.interval, "step": self.interval, "fields": list(fields)}
+        stride = 1 if points is None else max(1, math.ceil((stop - start) / max(1, points)))
+        indices = range(stop - 1, start - 1, -stride)[::-1]
+        kept = list(self._values)
+        values = [kept[i] for i in indices]
+        step = self.interval * stride
+        header = {"interval": self.interval, "step": step, "fields": list(fields)}
         columns = b",".join(
             orjson.dumps(name) + b":[" + b",".join(_column(values, name)) + b"]" for name in fields
         )
-        stamps = orjson.dumps([round(t, 3) for t in times[start:stop]])
+        stamps = orjson.dumps([round(times[i], 3) for i in indices])
         return (
             orjson.dumps(header)[:-1]
             + b',"timestamps":'

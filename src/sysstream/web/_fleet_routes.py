@@ -1,6 +1,7 @@
 """Fleet mode's HTTP and WebSocket routes, mounted under ``/api/hosts`` by ``serve --redis``.
 
-``GET /api/hosts`` lists the hosts; ``/api/hosts/{host}/metrics`` (WS and GET) and
+``GET /api/hosts`` lists the hosts and ``GET /api/hosts/history`` their recent past in one
+request (the overview's sparklines); ``/api/hosts/{host}/metrics`` (WS and GET) and
 ``/api/hosts/{host}/metrics/history`` are the host's stream, latest sample and history,
 served by the same code as ``/api/system/metrics``, under the same access policy and
 connection limit. An unknown host is refused with 404, during the WebSocket handshake too
@@ -20,7 +21,15 @@ from fastapi.responses import Response
 from .._registry import DEFAULT_FIELDS
 from .._settings import Settings
 from ..fleet import Fleet, RemoteHost
-from ..sansio import check_host_id, encode_error, encode_json, format_timestamp
+from ..sansio import (
+    ControlError,
+    check_host_id,
+    encode_error,
+    encode_json,
+    format_timestamp,
+    parse_fields,
+    parse_history,
+)
 from ..stream import Recorder
 from ._limits import ConnectionLimit
 from ._router import JSON, TRY_AGAIN_LATER, history_response, latest_response, serve_stream
@@ -31,6 +40,10 @@ __all__ = ["FleetRouter", "fleet_router"]
 # Close code for an unknown host when the server cannot refuse the handshake with an HTTP
 # status (no "websocket.http.response" extension): 4000 + the HTTP status.
 UNKNOWN_HOST_CLOSE = 4404
+# Points per host in GET /api/hosts/history: the default fills a 120-pixel sparkline; the
+# maximum bounds the body at (hosts × fields × points) values whatever a client asks.
+SPARK_POINTS = 60
+MAX_POINTS = 300
 
 
 class FleetRouter(APIRouter):
@@ -79,6 +92,29 @@ def fleet_router(
         }
         return Response(encode_json(body), media_type=JSON)
 
+    @hosts.get("/history", summary="Every host's recent samples in one body, thinned")
+    async def every_history(
+        seconds: str | None = Query(None, description="How far back (default 300 s or less)."),
+        fields: str = Query(",".join(DEFAULT_FIELDS), description="Comma-separated groups."),
+        points: str = Query(str(SPARK_POINTS), description=f"Points per host, 1 to {MAX_POINTS}."),
+    ) -> Response:
+        # One request for the whole overview instead of one per host: its size is bounded
+        # by the hosts the hub knows (not by the asker) times `points` times `fields`.
+        try:
+            limit = settings.history_seconds
+            span = min(300.0, limit) if seconds is None else parse_history(seconds, limit)
+            names = parse_fields(fields)
+            count = _points(points)
+        except ControlError as exc:
+            return Response(encode_error(str(exc)), status_code=400, media_type=JSON)
+        since = time.time() - span
+        bodies = (
+            encode_json(name) + b":" + fleet.hosts[name].history.query(names, since, points=count)
+            for name in sorted(fleet.hosts)
+        )
+        header = encode_json({"seconds": span, "fields": list(names), "points": count})
+        return Response(header[:-1] + b',"hosts":{' + b",".join(bodies) + b"}}", media_type=JSON)
+
     @hosts.websocket("/{host}/metrics")
     async def stream(websocket: WebSocket, host: str) -> None:
         remote = _find(fleet, host)
@@ -114,6 +150,16 @@ def fleet_router(
         return history_response(remote.hub, seconds, fields, settings.history_seconds)
 
     return hosts
+
+
+def _points(value: str) -> int:
+    try:
+        count = int(value)
+    except ValueError:
+        raise ControlError(f"expected points as a whole number, got {value!r}") from None
+    if not 1 <= count <= MAX_POINTS:
+        raise ControlError(f"expected points from 1 to {MAX_POINTS}, got {count}")
+    return count
 
 
 def _find(fleet: Fleet, host: str) -> RemoteHost | None:

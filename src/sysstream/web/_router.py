@@ -2,8 +2,8 @@
 
 The router owns a hub; its lifespan starts the sampler with the host app and stops it on
 shutdown. Routes are relative to the prefix: ``WS /metrics`` streams; ``GET /metrics``,
-``/metrics/schema`` and ``/metrics/history`` serve the latest sample, the registry and the
-recent past.
+``/metrics/schema``, ``/metrics/history`` and ``/metrics/processes`` serve the latest
+sample, the registry, the recent past and the full process list.
 """
 
 from __future__ import annotations
@@ -15,13 +15,13 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, WebSocket
+from fastapi import APIRouter, Depends, Query, Request, WebSocket
 from fastapi.responses import Response
 from starlette.websockets import WebSocketDisconnect
 
 from .._registry import ALWAYS_FIELDS, DEFAULT_FIELDS
 from .._settings import Settings
-from ..sampling import LocalSource, Source, build_collectors
+from ..sampling import LocalSource, ProcessTable, Source, build_collectors
 from ..sansio import (
     POLICY_VIOLATION,
     Close,
@@ -31,9 +31,12 @@ from ..sansio import (
     encode_error,
     encode_json,
     encode_sample,
+    format_timestamp,
     parse_fields,
     parse_history,
+    parse_process_query,
     parse_query,
+    select_processes,
 )
 from ..store import HistoryStore, StoreState
 from ..stream import TRANSPORT_EXTENSION, AsgiSink, History, MetricsHub, Sink
@@ -46,6 +49,9 @@ __all__ = ["MetricsRouter", "router", "serve_stream"]
 
 JSON = "application/json"
 TRY_AGAIN_LATER = 1013
+# Seconds a process walk is reused by the process list route (the processes group walks
+# every 5th tick while subscribed; this bounds the walks a client's requests can cause).
+PROCESS_LIST_AGE = 5.0
 
 
 class MetricsRouter(APIRouter):
@@ -66,11 +72,15 @@ def router(
     """Build the metrics router. ``source`` defaults to this host's psutil sampler;
     ``store`` (none by default) keeps history on disk, opened and closed with the app."""
     settings = settings if settings is not None else Settings()
+    # The process list route reads this host's process table: there is one only when the
+    # router samples this host itself.
+    processes: ProcessTable | None = None
     if source is None:
-        source = LocalSource(
-            build_collectors(disk_path=settings.disk_path, docker_host=settings.docker_host),
-            interval=settings.interval,
+        processes = ProcessTable()
+        collectors = build_collectors(
+            disk_path=settings.disk_path, docker_host=settings.docker_host, processes=processes
         )
+        source = LocalSource(collectors, interval=settings.interval)
     history = History(settings.history_seconds, source.interval)
     recorders = [store.recorder()] if store is not None else []
     hub = MetricsHub(source, always=ALWAYS_FIELDS, history=history, recorders=recorders)
@@ -118,7 +128,37 @@ def router(
     async def metrics_schema() -> Response:
         # A store that could not be opened serves nothing older than the ring.
         stored = store is not None and store.state is not StoreState.DISABLED
-        body = schema(hub.source.interval, settings.history_seconds, store=stored)
+        body = schema(
+            hub.source.interval,
+            settings.history_seconds,
+            store=stored,
+            processes=processes is not None,
+        )
+        return Response(encode_json(body), media_type=JSON)
+
+    @metrics.get("/metrics/processes", summary="Every process, sorted and filtered, bounded")
+    async def process_list(request: Request) -> Response:
+        if processes is None:
+            return Response(
+                encode_error("no process list: this router does not sample this host"),
+                status_code=404,
+                media_type=JSON,
+            )
+        try:
+            query = parse_process_query(request.query_params)
+        except ControlError as exc:
+            return Response(encode_error(str(exc)), status_code=400, media_type=JSON)
+        # A walk takes tens of milliseconds: off the event loop, and at most one every
+        # PROCESS_LIST_AGE seconds however many clients ask.
+        table = await anyio.to_thread.run_sync(processes.snapshot, PROCESS_LIST_AGE)
+        matched, rows = select_processes(table.rows, query)
+        body = {
+            "timestamp": format_timestamp(table.walked_at),
+            "count": len(table.rows),
+            "matched": matched,
+            "cpus": table.cpus,
+            "rows": rows,
+        }
         return Response(encode_json(body), media_type=JSON)
 
     @metrics.get("/metrics/history", summary="Recent samples, one column per field")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 from .._registry import DEFAULT_FIELDS, GROUPS
@@ -9,13 +10,18 @@ from .._registry import DEFAULT_FIELDS, GROUPS
 __all__ = ["schema"]
 
 
-def schema(interval: float, history_seconds: float, *, store: bool) -> dict[str, Any]:
-    """The registry plus what this server keeps: ``store`` says whether ranges older than
-    the in-memory ring (``history_seconds``) can be read from the history store."""
+def schema(
+    interval: float, history_seconds: float, *, store: bool, processes: bool = False
+) -> dict[str, Any]:
+    """The registry plus what this server is and keeps: ``store`` says whether ranges older
+    than the in-memory ring (``history_seconds``) can be read from the history store,
+    ``processes`` whether ``GET …/metrics/processes`` lists this host's processes."""
     return {
+        "hostname": socket.gethostname(),
         "interval": interval,
         "history_seconds": history_seconds,
         "store": store,
+        "processes": processes,
         "default_fields": list(DEFAULT_FIELDS),
         "groups": {
             group.name: {
