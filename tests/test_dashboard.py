@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+import os
+import re
 import shutil
+import socket
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import psutil
 import pytest
 import pytest_asyncio
 from fastapi import FastAPI
@@ -34,13 +40,22 @@ ARGS = [
 TOKEN = "dashboard-test-token-0123456789"
 WAIT = 15_000  # ms, for every browser-side wait
 
+# The browser suite is part of the product's tests: without Chromium it fails, unless this
+# variable explicitly opts out (a machine that cannot run a browser).
+SKIP_BROWSER = "SYSSTREAM_SKIP_BROWSER_TESTS"
+
 pytestmark = pytest.mark.skipif(
-    shutil.which("chromium") is None, reason="Debian's chromium is not installed (.ci/run does)"
+    os.environ.get(SKIP_BROWSER) == "1", reason=f"{SKIP_BROWSER}=1: browser tests opted out"
 )
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def browser() -> AsyncIterator[Any]:
+    if shutil.which("chromium") is None or shutil.which(CHROMIUM) is None:
+        pytest.fail(
+            f"Debian's chromium is not installed ({CHROMIUM}): apt-get install chromium "
+            f"(./scripts/test does), or set {SKIP_BROWSER}=1 to skip the browser tests"
+        )
     from playwright.async_api import async_playwright
 
     async with async_playwright() as playwright:
@@ -85,10 +100,15 @@ async def open_page(browser: Any) -> AsyncIterator[Callable[..., Any]]:
     contexts: list[Any] = []
 
     async def open_(
-        url: str, *, color_scheme: str = "light", width: int = 1280, window: int | None = None
+        url: str,
+        *,
+        color_scheme: str = "light",
+        width: int = 1280,
+        window: int | None = None,
+        locale: str = "en-US",
     ) -> Page:
         context = await browser.new_context(
-            color_scheme=color_scheme, viewport={"width": width, "height": 900}
+            color_scheme=color_scheme, viewport={"width": width, "height": 900}, locale=locale
         )
         contexts.append(context)
         if window is not None:  # the window the user chose last time
@@ -107,12 +127,17 @@ async def test_page_fills_from_history_then_streams_without_leaving_the_server(
 ) -> None:
     server = server_factory(interval=0.1)
     await server.wait_until(lambda: len(server.hub.history) >= 90)
+    opened = time.time()
     page = await open_page(server.http_url + "/")
     await page.wait_state("live")
-    # The first draw already holds the history: no empty first minute. (The 5 min window
-    # at a 0.1 s tick is drawn from every 3rd tick, to stay under 1200 points.)
+    # The first chart drawn with points already holds the history: points from before the
+    # page opened (9 s of ticks), not only what streamed since. (The 5 min window at a
+    # 0.1 s tick is drawn from every 3rd tick, to stay under 1200 points.)
     assert await page.dashboard("interval") == pytest.approx(0.3)
-    await page.wait_until("window.sysstreamDashboard.points >= 25")
+    await page.wait_until("window.sysstreamDashboard.firstDrawn !== null")
+    first_drawn = await page.dashboard("firstDrawn")
+    assert first_drawn["first"] <= opened - 8, (first_drawn, opened)
+    assert first_drawn["points"] >= 25
     for panel in ("cpu", "cores", "memory", "load", "net", "disk_io", "mounts"):
         assert await page.page.locator(f"#card-{panel} canvas").count() == 1, panel
     first = await page.dashboard("lastTimestamp")
@@ -125,7 +150,7 @@ async def test_page_fills_from_history_then_streams_without_leaving_the_server(
     )
     busy = await page.page.text_content("#card-cpu .stat.primary .num")
     assert busy is not None and busy.replace(".", "").isdigit()
-    assert await page.page.locator("#process-rows tr td.name:not(:empty)").count() > 0
+    assert await page.page.locator("#process-rows tr td.cmd:not(:empty)").count() > 0
     assert page.errors == []
     assert page.off_origin(server.http_url) == []
     assert any("/api/system/metrics?" in url for url in page.requests)
@@ -178,30 +203,49 @@ async def test_pause_freezes_the_charts_and_resume_catches_up(
     )
 
 
-async def test_page_reconnects_after_a_server_restart_and_backfills(
-    open_page: Callable[..., Any],
+async def test_reconnect_asks_for_the_gap_and_breaks_the_line_over_the_outage(
+    open_page: Callable[..., Any], tmp_path: Path
 ) -> None:
-    first = start_server(interval=0.1)
+    store = {"no_store": False, "data_dir": str(tmp_path)}  # as `serve` runs by default
+    first = start_server(interval=0.1, **store)
     try:
         page = await open_page(first.http_url + "/")
         await page.wait_state("live")
         await page.wait_until("window.sysstreamDashboard.points >= 5")
     finally:
         stop_server(first)
+    stopped = time.time()
     await page.wait_state("reconnecting")
     assert "Reconnecting" in (await page.page.text_content("#status-text") or "")
     assert await page.page.is_visible("#notice")
     last_before = await page.dashboard("lastTimestamp")
-
-    second = start_server(interval=0.1, port=first.port)
+    # Start the server again while the page waits at least 2 s before its next attempt, so
+    # the new server has ticks of the gap in its ring when the page asks for them.
+    await page.wait_until("window.sysstreamDashboard.retryIn > 2000")
+    second = start_server(interval=0.1, port=first.port, **store)
     try:
+        await page.wait_until("window.sysstreamDashboard.lastHistory?.first > 0")
         await page.wait_state("live")
+        reconnected = time.time()
         await page.wait_until(f"window.sysstreamDashboard.lastTimestamp > {last_before} + 0.5")
         assert not await page.page.is_visible("#notice")
-        # The gap is bridged by a null point (the line breaks), not drawn as a straight line.
-        assert await page.dashboard("points") > 5
+        # The reconnect asked for the gap since the last message (plus two intervals), not
+        # for the whole window again.
+        streams = [url for url in page.requests if url.startswith("ws://")]
+        asked = float(parse_qs(urlsplit(streams[-1]).query)["history"][0])
+        assert stopped - last_before <= asked <= reconnected - last_before + 2, asked
+        assert float(parse_qs(urlsplit(streams[0]).query)["history"][0]) == 300
+        # What the new server had of the gap came first, then one null point breaks the
+        # line across the outage instead of drawing a straight line over it.
+        history = await page.dashboard("lastHistory")
+        assert history["count"] >= 5 and history["first"] > last_before
+        breaks = await page.dashboard("breaks()")
+        assert [t for t in breaks if last_before < t < history["first"]] == breaks[-1:]
+        assert len(breaks) >= 1
+        times = [t for t, _ in await page.dashboard('values("cpu")')]
+        assert times == sorted(set(times))
         console = [e for e in page.errors if "ERR_CONNECTION_REFUSED" not in e]
-        assert console == [] or all("WebSocket" in e for e in console)
+        assert all("WebSocket connection to" in e for e in console), console
     finally:
         stop_server(second)
 
@@ -248,8 +292,237 @@ async def test_phone_width_has_no_horizontal_scroll(
     page = await open_page(server.http_url + "/", width=390)
     await page.wait_state("live")
     await page.page.wait_for_selector("#card-mounts canvas", timeout=WAIT)
+    await page.wait_until("document.querySelectorAll('#process-rows td.cmd:not(:empty)').length")
     width = await page.page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
+    # The process table keeps the columns that matter and does not scroll sideways.
+    table = await page.page.evaluate(VISIBLE_PROCESS_COLUMNS)
+    assert table["columns"] == ["Command", "CPU/core", "RSS"]
+    assert table["scroll"] <= table["width"]
+
+
+VISIBLE_PROCESS_COLUMNS = """() => {
+  const wrap = document.querySelector("#processes .table-wrap");
+  const heads = [...document.querySelectorAll("#process-head th")].filter((th) => th.offsetParent);
+  return { columns: heads.map((th) => th.textContent.trim()), scroll: wrap.scrollWidth,
+           width: wrap.clientWidth };
+}"""
+
+
+def gib(value: float) -> str:
+    """A byte count as the dashboard prints it (format.js: three significant figures)."""
+    scaled = value / 2**30
+    return f"{scaled:.{0 if scaled >= 100 else 1 if scaled >= 10 else 2}f} GiB"
+
+
+def number(text: str) -> float:
+    return float(re.sub(r"[^\d.]", "", text.split()[0]))
+
+
+CORES_LEGEND = """() => [...document.querySelectorAll("#card-cores .core")].map((core, i) => {
+  const label = core.querySelector(".core-label");
+  const bar = core.querySelector(".core-bar");
+  const palette = getComputedStyle(document.documentElement).getPropertyValue(`--c${i + 1}`);
+  return { text: label.textContent, swatch: label.style.getPropertyValue("--swatch"),
+           palette: palette.trim(), visible: label.offsetHeight > 0,
+           below: label.getBoundingClientRect().top >= bar.getBoundingClientRect().bottom };
+})"""
+
+
+async def test_units_memory_bytes_filesystems_host_name_and_core_legend(
+    server: RunningServer, open_page: Callable[..., Any]
+) -> None:
+    page = await open_page(server.http_url + "/")
+    await page.wait_state("live")
+    assert await page.page.text_content("#host") == socket.gethostname()
+    # Rate axes say "/s", as the values beside them do.
+    for panel in ("net", "disk_io"):
+        await page.wait_until(f"window.sysstreamDashboard.axisTicks('{panel}').y.length > 1")
+        ticks = (await page.dashboard(f"axisTicks('{panel}')"))["y"]
+        assert all(re.fullmatch(r"[\d.]+ (B|KiB|MiB|GiB)/s", tick) for tick in ticks), ticks
+        unit = await page.page.text_content(f"#card-{panel} .stat.primary .unit")
+        assert unit is not None and unit.endswith("/s")
+    # Memory in bytes beside the percent, and in the same terms (total − available).
+    await page.wait_until("document.querySelector('#card-memory .extra dd')?.textContent")
+    terms = await page.page.locator("#card-memory .extra dt").all_text_contents()
+    values = await page.page.locator("#card-memory .extra dd").all_text_contents()
+    extra = dict(zip(terms, values, strict=True))
+    assert terms[:3] == ["in use", "cached", "available"]
+    total = psutil.virtual_memory().total
+    assert extra["in use"].endswith(f" of {gib(total)}")
+    percent = number(await page.page.text_content("#card-memory .stat.primary .num") or "")
+    assert number(extra["in use"]) == pytest.approx(total / 2**30 * percent / 100, rel=0.15)
+    # A filesystem's percent and its bytes are the same fraction: used of usable (df's).
+    root = page.page.locator("#card-mounts .mount", has_text="/").first
+    shown = await root.locator(".mount-bytes").text_content() or ""
+    usage = psutil.disk_usage("/")
+    used, usable = (float(part.split()[0]) for part in shown.removesuffix(" usable").split(" of "))
+    assert usable == pytest.approx((usage.used + usage.free) / 2**30, rel=0.02)
+    pct = number(await root.locator(".mount-pct").text_content() or "")
+    assert pct == pytest.approx(used / usable * 100, abs=1)
+    assert "as df" in (await root.get_attribute("title") or "")
+    # Each core's bar is labelled beneath it in the colour of its line on the chart.
+    await page.wait_until("document.querySelector('#card-cores .core-label')")
+    cores = await page.page.evaluate(CORES_LEGEND)
+    assert [core["text"] for core in cores] == [str(i) for i in range(psutil.cpu_count())]
+    for core in cores:
+        assert core["visible"] and core["below"]
+        if len(cores) <= 8:
+            assert core["swatch"] == core["palette"]
+    assert page.errors == []
+
+
+@pytest.mark.parametrize(("locale", "twelve_hour"), [("en-US", True), ("en-GB", False)])
+async def test_times_follow_the_browsers_clock_convention(
+    server: RunningServer, open_page: Callable[..., Any], locale: str, twelve_hour: bool
+) -> None:
+    page = await open_page(server.http_url + "/", locale=locale)
+    await page.wait_state("live")
+    await page.wait_until("window.sysstreamDashboard.axisTicks('cpu').x.length > 1")
+    await page.wait_until("document.querySelector('#last-update').textContent")
+    footer = await page.page.text_content("#last-update") or ""
+    ticks = (await page.dashboard("axisTicks('cpu')"))["x"]
+    for text in [footer, *ticks]:
+        assert bool(re.search(r"\d:\d\d\s?[AP]M", text)) == twelve_hour, (locale, text)
+    assert re.search(r"\d:\d\d:\d\d", footer)
+
+
+MARKER = "sysstream-dashboard-marker"
+
+
+@pytest.fixture
+def marked_process() -> Iterator[subprocess.Popen[bytes]]:
+    """A sleeping process whose command line is longer than the table's column."""
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; sys.stdin.read()",
+        MARKER,
+        "--option=" + "v" * 300,
+    ]
+    child = subprocess.Popen(command, stdin=subprocess.PIPE)
+    yield child
+    child.communicate(timeout=10)
+
+
+TOP_ROWS = """() => [...document.querySelectorAll("#process-rows tr")].map((tr) => ({
+  pid: Number(tr.children[0].textContent), name: tr.querySelector("td.cmd b").textContent,
+  text: tr.querySelector("td.cmd").textContent, title: tr.querySelector("td.cmd").title,
+  cut: tr.querySelector("td.cmd").scrollWidth > tr.querySelector("td.cmd").clientWidth,
+  cpu: tr.children[3].textContent }))"""
+
+TOGGLE_CPU = """() => {
+  const cells = () =>
+    [...document.querySelectorAll("#process-rows tr")].map((tr) => tr.children[3].textContent);
+  const core = cells();
+  document.querySelector('#cpu-mode [data-mode="machine"]').click();
+  return { core, machine: cells(), head: document.querySelector("#cpu-head").textContent,
+           label: document.querySelector('#cpu-mode [data-mode="machine"]').textContent };
+}"""
+
+
+def shown_cmdline(pid: int) -> str | None:
+    try:
+        parts = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return None
+    text = " ".join(parts)
+    return text if len(text) <= 256 else text[:255] + "…"
+
+
+async def test_processes_show_command_lines_cpu_convention_and_the_full_list(
+    server: RunningServer,
+    open_page: Callable[..., Any],
+    marked_process: subprocess.Popen[bytes],
+) -> None:
+    page = await open_page(server.http_url + "/")
+    await page.wait_state("live")
+    await page.wait_until(
+        "document.querySelectorAll('#process-rows td.cmd:not(:empty)').length >= 3"
+    )
+    rows = [row for row in await page.page.evaluate(TOP_ROWS) if row["pid"]]
+    # Each row: the name, then the arguments; the whole command line on hover.
+    checked = 0
+    for row in rows:
+        expected = shown_cmdline(row["pid"])
+        if expected is None:
+            continue  # gone since
+        assert row["title"] == (expected or row["name"]), row
+        if expected:
+            checked += 1
+            assert (
+                row["text"].startswith(row["name"] + " ")
+                and row["text"][len(row["name"]) + 1 :] in expected
+            )
+    assert checked >= 1
+    # CPU is per core (100% = one CPU), said in the header; the toggle divides by the CPUs.
+    cpus = psutil.cpu_count()
+    toggled = await page.page.evaluate(TOGGLE_CPU)
+    assert toggled["head"] == "CPU/all" and toggled["label"] == f"% of {cpus} CPUs"
+    for core, machine in zip(toggled["core"], toggled["machine"], strict=True):
+        if core:
+            assert number(machine) == pytest.approx(number(core) / cpus, abs=0.06), (core, machine)
+    await page.page.click('#cpu-mode [data-mode="core"]')
+    assert await page.page.text_content("#cpu-head") == "CPU/core"
+    # Every process, filtered by the server: the marked one, its command line cut to fit.
+    await page.page.click("#process-all")
+    await page.wait_until("document.querySelectorAll('#process-rows tr').length > 8")
+    await page.page.fill("#process-filter", MARKER)
+    await page.wait_until("document.querySelectorAll('#process-rows tr').length === 1")
+    [row] = await page.page.evaluate(TOP_ROWS)
+    assert row["pid"] == marked_process.pid and row["cut"]
+    assert row["title"] == shown_cmdline(marked_process.pid) and len(row["title"]) == 256
+    # Sorted by a column the server sorts by.
+    await page.page.fill("#process-filter", "")
+    await page.page.click('#process-head th[data-sort="pid"]')
+    await page.wait_until(
+        "(() => { const p = [...document.querySelectorAll('#process-rows tr')]"
+        ".map((tr) => Number(tr.children[0].textContent));"
+        " return p.length > 8 && p.every((v, i) => i === 0 || p[i - 1] < v); })()"
+    )
+    lists = [parse_qs(urlsplit(u).query) for u in page.requests if "/metrics/processes" in u]
+    assert lists and all(query["limit"] == ["500"] for query in lists)
+    assert page.errors == []
+    assert page.off_origin(server.http_url) == []
+
+
+FLEET_ROWS = """() => [...document.querySelectorAll("#fleet-rows tr")].map((tr) => ({
+  host: tr.dataset.host, status: tr.children[1].textContent,
+  opacity: Number(getComputedStyle(tr.querySelector(".spark-cell")).opacity),
+  filter: getComputedStyle(tr.querySelector(".spark-cell")).filter,
+  points: tr.querySelector(".spark polyline").getAttribute("points").split(" ").length }))"""
+
+
+async def test_fleet_overview_greys_offline_hosts_and_asks_once_for_every_history(
+    redis_url: str, server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
+) -> None:
+    from .test_fleet import agent, wait_for_status
+
+    server = server_factory(redis_url=redis_url, interval=0.2, history_seconds=60)
+    async with agent(redis_url, "web1", 0.2):
+        async with agent(redis_url, "db1", 0.2):
+            await wait_for_status(server, {"web1": "online", "db1": "online"})
+            hosts = server.app.state.fleet.hosts
+            await server.wait_until(lambda: all(len(h.history) >= 5 for h in hosts.values()))
+        await wait_for_status(server, {"db1": "offline"})
+        page = await open_page(server.http_url + "/")
+        await page.wait_state("live")
+        await page.wait_until("document.querySelectorAll('#fleet-rows tr').length === 2")
+        rows = {row["host"]: row for row in await page.page.evaluate(FLEET_ROWS)}
+        assert rows["db1"]["status"].startswith("offline · last seen ")
+        assert rows["db1"]["opacity"] < 0.6 and "grayscale(1)" in rows["db1"]["filter"]
+        assert rows["web1"]["status"] == "online"
+        assert rows["web1"]["opacity"] == 1 and rows["web1"]["filter"] == "none"
+        assert all(row["points"] >= 5 for row in rows.values())  # the sparklines are drawn
+        # One request for every host's sparklines, not one per host.
+        histories = [u for u in page.requests if "/history" in u]
+        assert len(histories) == 1 and "/api/hosts/history?" in histories[0], histories
+        assert parse_qs(urlsplit(histories[0]).query)["points"] == ["60"]
+        # The offline host's own page keeps its last values, greyed.
+        await page.page.select_option("#host-select", "db1")
+        await page.page.wait_for_selector("body.stale", timeout=WAIT)
+        assert await page.page.text_content("#host") == "db1"
+        assert page.errors == []
 
 
 async def test_dashboard_under_a_prefix_in_an_embedding_app(

@@ -5,8 +5,9 @@
 import { Alerts } from "./alerts.js";
 import { Card, theme } from "./card.js";
 import { Fleet } from "./fleet.js";
-import { duration, formatter } from "./format.js";
+import { clockTime, duration, formatter } from "./format.js";
 import { BAND_KEYS, extractAll, extractBands, PANELS, subscribedGroups } from "./panels.js";
+import { ProcessPanel } from "./processes.js";
 import { Schema } from "./schema.js";
 import { State, Stream } from "./stream.js";
 import { Buckets, Timeline } from "./timeline.js";
@@ -49,6 +50,8 @@ const page = {
   receivedAt: null, // performance.now() of the last data message
   drawPending: false,
   theme: null,
+  firstDrawn: null, // { first, points } of the first draw with points (for the tests)
+  lastHistory: null, // { first, last, count } of the stream's last history message
 };
 
 // ---- URLs: everything the page talks to derives from apiBase and the selected host ----
@@ -157,6 +160,8 @@ function ingestHistory(body) {
 function onMessage(message) {
   if (alerts.receive(message)) return;
   if (message.type === "history") {
+    const times = message.timestamps ?? [];
+    page.lastHistory = { first: times[0] ?? null, last: times.at(-1) ?? null, count: times.length };
     ingestHistory(message);
   } else if (message.type === "subscribed") {
     return;
@@ -165,9 +170,11 @@ function onMessage(message) {
     page.receivedAt = performance.now();
     ingest(time, message);
     page.latest = message;
+    setStale(false);
     showNotice(message.errors ? Object.values(message.errors).join("; ") : null);
   } else if (message.error) {
     page.receivedAt = performance.now();
+    setStale(true); // an offline fleet host: its last values stay, greyed
     showNotice(message.error);
   }
   trim();
@@ -227,53 +234,18 @@ function draw() {
     card.update(latest, timeline, live);
     alerts.decorate(card, xRange(), page.host);
   }
-  drawProcesses(latest.processes);
+  processes.update(latest.processes);
   if (typeof latest.uptime === "number") $("uptime").textContent = `up ${duration(latest.uptime)}`;
   if (latest.timestamp) {
-    const time = new Date(latest.timestamp).toLocaleTimeString();
-    $("last-update").textContent = `last sample ${time}`;
+    $("last-update").textContent = `last sample ${clockTime(new Date(latest.timestamp))}`;
   }
+  if (!page.firstDrawn && timeline.length) page.firstDrawn = { first: timeline.first, points: timeline.length };
   document.body.dataset.points = String(timeline.length);
 }
 
-let processSort = "top_cpu";
-
-function drawProcesses(processes) {
-  const rows = $("process-rows");
-  const list = processes?.[processSort] ?? [];
-  const slots = 8;
-  if (rows.childElementCount !== slots) {
-    rows.replaceChildren(
-      ...Array.from({ length: slots }, () => {
-        const tr = document.createElement("tr");
-        for (const cls of ["num", "name", "user", "num", "num", "num"]) {
-          const td = document.createElement("td");
-          td.className = cls;
-          tr.append(td);
-        }
-        return tr;
-      }),
-    );
-  }
-  const schema = page.schema;
-  const cpu = formatter(schema.unit("processes.top_cpu.*.cpu_percent"));
-  const rss = formatter(schema.unit("processes.top_memory.*.rss_bytes"));
-  const memory = formatter(schema.unit("processes.top_memory.*.memory_percent"));
-  for (let i = 0; i < slots; i += 1) {
-    const p = list[i];
-    const cells = rows.children[i].children;
-    const texts = p
-      ? [String(p.pid), p.name ?? "", p.user ?? "", cpu(p.cpu_percent), memory(p.memory_percent), rss(p.rss_bytes)]
-      : ["", "", "", "", "", ""];
-    texts.forEach((text, j) => {
-      if (cells[j].textContent !== text) cells[j].textContent = text;
-    });
-    cells[1].title = texts[1];
-  }
-  if (processes) {
-    const count = formatter(schema.unit("processes.count"));
-    $("processes-summary").textContent = `${count(processes.count)} · ${processes.running ?? 0} running`;
-  }
+/** Greyed while the numbers are not live (lost connection, offline fleet host). */
+function setStale(stale) {
+  document.body.classList.toggle("stale", stale);
 }
 
 // ---- Status, notices, token ----
@@ -286,6 +258,7 @@ function onState(stream) {
   status.title = stream.detail;
   clearInterval(countdown);
   const text = $("status-text");
+  if (stream.state !== State.LIVE && stream.state !== State.CONNECTING) setStale(true);
   if (stream.state === State.LIVE) {
     text.textContent = `Live · ${page.interval < 1 ? `${page.interval * 1000} ms` : `${page.interval} s`}`;
     $("notice").hidden = true;
@@ -302,7 +275,7 @@ function onState(stream) {
     tick();
     countdown = setInterval(tick, 250);
     if (page.receivedAt !== null) {
-      const since = new Date(Date.now() - (performance.now() - page.receivedAt)).toLocaleTimeString();
+      const since = clockTime(new Date(Date.now() - (performance.now() - page.receivedAt)));
       showNotice(`Connection lost (${stream.detail}) — no data since ${since}. The gap fills in when the server is back.`);
     }
   } else {
@@ -428,15 +401,6 @@ $("window").addEventListener("click", (event) => {
   if (button) selectWindow(Number(button.dataset.seconds));
 });
 $("pause").addEventListener("click", () => setPaused(!page.paused));
-$("process-sort").addEventListener("click", (event) => {
-  const button = event.target.closest("button[data-key]");
-  if (!button) return;
-  processSort = button.dataset.key;
-  for (const b of $("process-sort").querySelectorAll("button")) {
-    b.setAttribute("aria-checked", String(b === button));
-  }
-  drawProcesses(page.latest.processes);
-});
 document.addEventListener("keydown", (event) => {
   if (event.key === " " && event.target === document.body) {
     event.preventDefault();
@@ -461,11 +425,26 @@ function selectHost(host) {
   page.receivedAt = null;
   for (const card of page.cards.values()) card.destroy();
   page.cards.clear();
-  $("host").textContent = host ?? location.host;
+  setStale(false);
+  showHost();
+  processes.reset();
   showStoredWindows();
   stream.close();
   stream.start();
 }
+
+/** The top bar names the host: this server's host name (from the schema), or the fleet
+ * host's id. */
+function showHost() {
+  $("host").textContent = page.host ?? page.schema?.hostname ?? location.host;
+}
+
+const processes = new ProcessPanel({
+  fetchJson,
+  schema: () => page.schema,
+  // Every process is listed by this server for itself: not for a fleet host.
+  listUrl: () => (page.host == null && page.schema?.processesRoute ? metricsUrl(null, "/processes") : null),
+});
 
 // ---- Start ----
 
@@ -490,6 +469,8 @@ const stream = new Stream({
     page.interval = intervalFor(page.window);
     stream.setStallTimeout(5000 * page.interval);
     if (first) document.getElementById("processes-title").textContent = schema.title("processes");
+    showHost();
+    if (first) processes.reset();
     showStoredWindows();
     if (first) selectWindow(page.window, { store: false }); // the points and step it needs
     // A stored window is refilled from the store on every (re)connect: the stream sends
@@ -501,7 +482,7 @@ const stream = new Stream({
 });
 
 page.theme = theme();
-$("host").textContent = location.host;
+showHost();
 selectWindow(page.window);
 addEventListener("online", () => stream.retry());
 stream.start();
@@ -509,7 +490,6 @@ alerts.start();
 if (hostsBase) new Fleet({
   hostsBase,
   fetchJson,
-  metricsUrl,
   format: (field) => formatter(page.schema?.has(field) ? page.schema.unit(field) : ""),
   onSelect: selectHost,
 }).start();
@@ -529,4 +509,18 @@ window.sysstreamDashboard = {
     return page.timeline.times.map((t, i) => [t, column[i]]).filter(([, v]) => v != null);
   },
   get lastTimestamp() { return page.timeline.last; },
+  get firstDrawn() { return page.firstDrawn; },
+  get lastHistory() { return page.lastHistory; },
+  /** Times of the null points that break the lines (outages). */
+  breaks() {
+    const keys = [...page.timeline.columns.keys()];
+    return page.timeline.times.filter((_, i) => keys.every((k) => page.timeline.columns.get(k)[i] === null));
+  },
+  /** The tick labels of a chart's axes as drawn: { x: [...], y: [...] }. */
+  axisTicks(panel) {
+    const card = page.cards.get(panel);
+    return { x: card?.xTicks ?? [], y: card?.yTicks ?? [] };
+  },
+  /** Milliseconds until the next reconnection attempt, or null. */
+  get retryIn() { return stream.retryAt === null ? null : stream.retryAt - performance.now(); },
 };

@@ -3,7 +3,7 @@
 // tabular figures, so nothing moves as values change).
 
 import uPlot from "./vendor/uplot/uPlot.esm.js";
-import { axisFormatter, BYTE_INCREMENTS, formatter, hoverTime, timeFormatter } from "./format.js";
+import { axisFormatter, BYTE_INCREMENTS, formatter, hoverTime, timeFormatter, timeSpace } from "./format.js";
 
 const PLOT_HEIGHT = 168;
 
@@ -52,6 +52,8 @@ export class Card {
     this.series = [];
     this.band = null; // the series key drawn with a min–max band, when the points carry one
     this.hoverIndex = null;
+    this.xTicks = []; // the tick labels as last drawn (the canvas is not text), for tests
+    this.yTicks = [];
     this.readoutNodes = new Map();
 
     this.root = el("section", "card");
@@ -141,15 +143,15 @@ export class Card {
         {
           ...axis,
           // hh:mm:ss is wider; so is "Tue 11" with its neighbours on a week.
-          space: () => (this.view.window() <= 60 ? 64 : this.view.window() > 86400 ? 56 : 44),
+          space: () => timeSpace(this.view.window()),
           size: 26,
-          values: (u, splits) => timeFormatter(this.view.window())(splits),
+          values: (u, splits) => (this.xTicks = timeFormatter(this.view.window())(splits)),
         },
         {
           ...axis,
-          size: 58,
+          size: unit === "bytes/s" ? 70 : 58, // "500 KiB/s"
           space: 30,
-          values: (u, splits) => axisFmt(splits),
+          values: (u, splits) => (this.yTicks = axisFmt(splits)),
           ...(byteAxis ? { incrs: BYTE_INCREMENTS } : {}),
         },
       ],
@@ -263,15 +265,24 @@ export class Card {
     });
   }
 
+  /** One bar per core, now; the label beneath each bar names its core in the colour of its
+   * line on the chart (the chart's legend), readable however full the bar is. */
   #cores(latest) {
     const cores = Array.isArray(latest.cpu_per_core) ? latest.cpu_per_core : [];
-    if (this.special.childElementCount !== cores.length) {
+    const colors = new Map(this.series.map((s) => [s.key, s.muted ? null : s.color]));
+    const key = `${cores.length}\n${[...colors.values()].join(",")}`;
+    if (this.special.dataset.key !== key) {
+      this.special.dataset.key = key;
       this.special.className = `special cores ${cores.length > 16 ? "dense" : ""}`;
       this.special.replaceChildren(
         ...cores.map((_, i) => {
           const cell = el("div", "core");
-          cell.title = this.schema.itemLabel("cpu_per_core.*", String(i));
-          cell.append(el("div", "fill"), el("span", "core-label", String(i)));
+          const bar = el("div", "core-bar");
+          bar.append(el("div", "fill"));
+          const label = el("span", "core-label", String(i));
+          const color = colors.get(`core:${i}`);
+          if (color) label.style.setProperty("--swatch", color);
+          cell.append(bar, label);
           return cell;
         }),
       );
@@ -279,12 +290,15 @@ export class Card {
     cores.forEach((value, i) => {
       const cell = this.special.children[i];
       const pct = Math.max(0, Math.min(100, value ?? 0));
-      cell.firstChild.style.transform = `scaleY(${pct / 100})`;
+      cell.firstChild.firstChild.style.transform = `scaleY(${pct / 100})`;
       cell.dataset.level = pct >= 90 ? "hot" : pct >= 60 ? "warm" : "";
       cell.title = `${this.schema.itemLabel("cpu_per_core.*", String(i))}: ${this.format(value)}`;
     });
     const busiest = cores.length ? Math.max(...cores.map((v) => v ?? 0)) : null;
-    this.#extra(cores.length ? [["busiest core", this.format(busiest)]] : []);
+    const rows = cores.length ? [["busiest core", this.format(busiest)]] : [];
+    // Past 8 cores the lines share one muted colour: say so rather than pretend a legend.
+    if (cores.length > 8) rows.push(["chart", "one line per core"]);
+    this.#extra(rows);
   }
 
   #mounts(latest) {
@@ -310,13 +324,21 @@ export class Card {
       );
     }
     const bytes = this.fmt("mounts.*.used_bytes");
-    mounts.forEach(([, fs], i) => {
+    mounts.forEach(([mountpoint, fs], i) => {
       const row = this.special.children[i];
       const pct = num(fs?.percent);
       row.children[1].textContent = this.format(pct);
       row.children[2].firstChild.style.transform = `scaleX(${(pct ?? 0) / 100})`;
       row.children[2].dataset.level = pct >= 90 ? "hot" : pct >= 75 ? "warm" : "";
-      row.children[3].textContent = `${bytes(fs?.used_bytes)} of ${bytes(fs?.total_bytes)}`;
+      // The percent is of the space users can fill (used + available, as df): the bytes
+      // say the same, and the size with the root reserve is on hover.
+      const used = num(fs?.used_bytes);
+      const usable = used !== null && num(fs?.free_bytes) !== null ? used + fs.free_bytes : null;
+      row.children[3].textContent = `${bytes(used)} of ${bytes(usable)} usable`;
+      row.title =
+        `${mountpoint}: ${bytes(used)} used, ${bytes(fs?.free_bytes)} available to users; ` +
+        `size ${bytes(fs?.total_bytes)} (the rest is reserved for root). ` +
+        `Percent of usable space, as df. ${fs?.device ?? ""} ${fs?.fstype ?? ""}`.trim();
     });
   }
 }

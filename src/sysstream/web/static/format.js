@@ -62,11 +62,13 @@ export function formatter(unit) {
   return (value) => (value == null || !Number.isFinite(value) ? "–" : kind(value));
 }
 
-/** Axis tick labels: compact, and with the same number of decimals on every tick. */
+/** Axis tick labels: compact, with the same number of decimals on every tick, and the
+ * unit the values beside the chart carry (a rate axis says "/s"). */
 export function axisFormatter(unit) {
   if (unit === "percent") return (splits) => splits.map((v) => `${fixed(v, 0)}%`);
   if (unit === "bytes" || unit === "bytes/s") {
-    return (splits) => splits.map((v) => bytes(v).replace(/\.0+ /, " "));
+    const per = unit === "bytes/s" ? "/s" : "";
+    return (splits) => splits.map((v) => `${bytes(v).replace(/\.0+ /, " ")}${per}`);
   }
   return (splits) => {
     const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : 1;
@@ -80,9 +82,21 @@ export const BYTE_INCREMENTS = [0, 1, 2, 3, 4, 5].flatMap((power) =>
   [1, 2, 5, 10, 20, 50, 100, 200, 500].map((step) => step * 1024 ** power),
 );
 
-/** Time axis labels: 24-hour hh:mm (hh:mm:ss for the 1 min window), narrow enough for
- * a tick every minute on a phone; windows longer than a day name the day at midnight
- * ("Tue 11") so a week reads without dates on every tick. */
+/** The browser's clock convention: true where its locale reads 12-hour time ("2:30 PM"). */
+export const twelveHour =
+  new Intl.DateTimeFormat(undefined, { hour: "numeric" }).resolvedOptions().hourCycle?.startsWith("h1") ??
+  false;
+
+const clockFormat = new Intl.DateTimeFormat(undefined, { hour: "numeric", minute: "2-digit", second: "2-digit" });
+
+/** A time of day with seconds, in the browser locale's convention (the footer, notices). */
+export function clockTime(date) {
+  return clockFormat.format(date);
+}
+
+/** Time axis labels in the locale's convention (hh:mm, or h:mm AM/PM): hh:mm:ss for the
+ * 1 min window; windows longer than a day name the day at midnight ("Tue 11") so a week
+ * reads without dates on every tick. */
 const timeFormats = new Map();
 
 function timeScale(windowSeconds) {
@@ -95,8 +109,16 @@ export function timeFormatter(windowSeconds) {
   return timeFormats.get(scale);
 }
 
+/** Pixels between time ticks: room for the widest label of the window's scale. */
+export function timeSpace(windowSeconds) {
+  const scale = timeScale(windowSeconds);
+  const base = scale === "seconds" ? 64 : scale === "days" ? 56 : 44;
+  return twelveHour ? base + 22 : base;
+}
+
 function makeTimeFormatter(scale) {
-  const clock = { hour: "2-digit", minute: "2-digit", hourCycle: "h23" };
+  // "numeric": 4:39 PM where the locale reads 12-hour time; its own 16:39 or 4:39 elsewhere.
+  const clock = { hour: "numeric", minute: "2-digit" };
   const format = new Intl.DateTimeFormat(
     undefined,
     scale === "seconds" ? { ...clock, second: "2-digit" } : clock,
@@ -113,11 +135,6 @@ function makeTimeFormatter(scale) {
 /** The time of a hovered point: the clock, plus the weekday once the window spans days. */
 export function hoverTime(windowSeconds, time) {
   const date = new Date(time * 1000);
-  if (windowSeconds <= 3600) return date.toLocaleTimeString();
-  return date.toLocaleString(undefined, {
-    weekday: "short",
-    hour: "2-digit",
-    minute: "2-digit",
-    hourCycle: "h23",
-  });
+  if (windowSeconds <= 3600) return clockTime(date);
+  return date.toLocaleString(undefined, { weekday: "short", hour: "numeric", minute: "2-digit" });
 }

@@ -83,10 +83,22 @@ export const PANELS = [
       series("swap", schema.title("swap").toLowerCase(), "swap.percent"),
     ],
     extra(latest, schema, fmt) {
+      const rows = [];
+      const detail = latest.memory_detail; // in bytes, where the server has the group
+      if (detail && schema.has("memory_detail")) {
+        const bytes = fmt("memory_detail.used_bytes");
+        // In use as the percent counts it (total − available), so the two agree.
+        const inUse = detail.total_bytes - detail.available_bytes;
+        rows.push(["in use", `${bytes(inUse)} of ${bytes(detail.total_bytes)}`]);
+        if (detail.cached_bytes != null) rows.push(["cached", bytes(detail.cached_bytes)]);
+        rows.push(["available", bytes(detail.available_bytes)]);
+      }
       const swap = latest.swap;
-      if (!swap || !swap.total_bytes) return [];
-      const bytes = fmt("swap.used_bytes");
-      return [["swap used", `${bytes(swap.used_bytes)} of ${bytes(swap.total_bytes)}`]];
+      if (swap && swap.total_bytes) {
+        const bytes = fmt("swap.used_bytes");
+        rows.push(["swap used", `${bytes(swap.used_bytes)} of ${bytes(swap.total_bytes)}`]);
+      }
+      return rows;
     },
   },
   {
@@ -190,6 +202,7 @@ export const PANELS = [
 export function subscribedGroups(schema) {
   const groups = new Set();
   for (const panel of PANELS) for (const group of panel.groups) groups.add(group);
+  groups.add("memory_detail"); // the memory card's bytes
   groups.add("processes");
   groups.add("uptime");
   return [...groups].filter((group) => schema.has(group));

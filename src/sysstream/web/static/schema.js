@@ -9,6 +9,8 @@ export class Schema {
     this.interval = Number(body.interval) || 1;
     this.historySeconds = Number(body.history_seconds) || 0; // what the in-memory ring holds
     this.store = body.store === true; // older ranges can be read from the history store
+    this.processesRoute = body.processes === true; // GET …/metrics/processes lists every process
+    this.hostname = typeof body.hostname === "string" && body.hostname ? body.hostname : null;
     this.groups = body.groups;
     this.metrics = new Map();
     for (const group of Object.values(body.groups)) {
