@@ -125,7 +125,9 @@ def test_processes_carry_their_command_line_bounded() -> None:
     row = rows[child.pid]
     assert row["cmdline"].startswith(f"{sys.executable} -c import sys; sys.stdin.read() {marker} x")
     assert len(row["cmdline"]) == CMDLINE_MAX and row["cmdline"].endswith("x…")
-    assert rows[os.getpid()]["cmdline"] == " ".join(psutil.Process().cmdline())[:CMDLINE_MAX]
+    own = " ".join(psutil.Process().cmdline())
+    cut = own if len(own) <= CMDLINE_MAX else own[: CMDLINE_MAX - 1] + "…"
+    assert rows[os.getpid()]["cmdline"] == cut
 
 
 def test_process_table_walks_again_only_when_older_than_asked() -> None:

@@ -426,7 +426,8 @@ def shown_cmdline(pid: int) -> str | None:
         parts = psutil.Process(pid).cmdline()
     except psutil.Error:
         return None
-    text = " ".join(parts)
+    # As the server shows it: control characters as spaces, cut to 256 characters.
+    text = "".join(c if c.isprintable() else " " for c in " ".join(parts)).strip()
     return text if len(text) <= 256 else text[:255] + "…"
 
 
