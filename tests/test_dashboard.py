@@ -150,7 +150,7 @@ async def test_page_fills_from_history_then_streams_without_leaving_the_server(
     )
     busy = await page.page.text_content("#card-cpu .stat.primary .num")
     assert busy is not None and busy.replace(".", "").isdigit()
-    assert await page.page.locator("#process-rows tr td.cmd:not(:empty)").count() > 0
+    await page.wait_until("document.querySelector('#process-rows td.c-pid:not(:empty)')")
     assert page.errors == []
     assert page.off_origin(server.http_url) == []
     assert any("/api/system/metrics?" in url for url in page.requests)
@@ -292,7 +292,7 @@ async def test_phone_width_has_no_horizontal_scroll(
     page = await open_page(server.http_url + "/", width=390)
     await page.wait_state("live")
     await page.page.wait_for_selector("#card-mounts canvas", timeout=WAIT)
-    await page.wait_until("document.querySelectorAll('#process-rows td.cmd:not(:empty)').length")
+    await page.wait_until("document.querySelectorAll('#process-rows td.c-pid:not(:empty)').length")
     width = await page.page.evaluate("document.documentElement.scrollWidth")
     assert width <= 390
     # The process table keeps the columns that matter and does not scroll sideways.
@@ -439,7 +439,7 @@ async def test_processes_show_command_lines_cpu_convention_and_the_full_list(
     page = await open_page(server.http_url + "/")
     await page.wait_state("live")
     await page.wait_until(
-        "document.querySelectorAll('#process-rows td.cmd:not(:empty)').length >= 3"
+        "document.querySelectorAll('#process-rows td.c-pid:not(:empty)').length >= 3"
     )
     rows = [row for row in await page.page.evaluate(TOP_ROWS) if row["pid"]]
     # Each row: the name, then the arguments; the whole command line on hover.
@@ -448,14 +448,12 @@ async def test_processes_show_command_lines_cpu_convention_and_the_full_list(
         expected = shown_cmdline(row["pid"])
         if expected is None:
             continue  # gone since
-        assert row["title"] == (expected or row["name"]), row
+        checked += 1
+        assert row["title"] == (expected or row["name"]), row  # a kernel thread: [name]
         if expected:
-            checked += 1
-            assert (
-                row["text"].startswith(row["name"] + " ")
-                and row["text"][len(row["name"]) + 1 :] in expected
-            )
-    assert checked >= 1
+            args = row["text"].removeprefix(row["name"] + " ")
+            assert args != row["text"] and args in expected, row
+    assert checked >= 3
     # CPU is per core (100% = one CPU), said in the header; the toggle divides by the CPUs.
     cpus = psutil.cpu_count()
     toggled = await page.page.evaluate(TOGGLE_CPU)
@@ -472,6 +470,7 @@ async def test_processes_show_command_lines_cpu_convention_and_the_full_list(
     await page.wait_until("document.querySelectorAll('#process-rows tr').length === 1")
     [row] = await page.page.evaluate(TOP_ROWS)
     assert row["pid"] == marked_process.pid and row["cut"]
+    assert row["text"].startswith(f"{row['name']} -c import sys; sys.stdin.read() {MARKER} ")
     assert row["title"] == shown_cmdline(marked_process.pid) and len(row["title"]) == 256
     # Sorted by a column the server sorts by.
     await page.page.fill("#process-filter", "")
