@@ -339,7 +339,7 @@ async def test_units_memory_bytes_filesystems_host_name_and_core_legend(
     for panel in ("net", "disk_io"):
         await page.wait_until(f"window.sysstreamDashboard.axisTicks('{panel}').y.length > 1")
         ticks = (await page.dashboard(f"axisTicks('{panel}')"))["y"]
-        assert all(re.fullmatch(r"[\d.]+ (B|KiB|MiB|GiB)/s", tick) for tick in ticks), ticks
+        assert all(re.fullmatch(r"[\d.,]+ (B|KiB|MiB|GiB)/s", tick) for tick in ticks), ticks
         unit = await page.page.text_content(f"#card-{panel} .stat.primary .unit")
         assert unit is not None and unit.endswith("/s")
     # Memory in bytes beside the percent, and in the same terms (total − available).
