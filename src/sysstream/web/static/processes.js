@@ -143,6 +143,7 @@ export class ProcessPanel {
       const key = th.dataset.sort;
       const sortable = this.full || key in TOP_KEYS;
       th.classList.toggle("disabled", !sortable);
+      th.firstElementChild.disabled = !sortable; // the top 8 come sorted by CPU or memory only
       th.setAttribute(
         "aria-sort",
         key === this.sort ? (this.descending ? "descending" : "ascending") : "none",
