@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import orjson
 import pytest
 
 from sysstream import MetricsHub, Sample, View
+from sysstream._registry import DEFAULT_FIELDS
 from sysstream.sampling import LocalSource
 from sysstream.sansio._fanout import Offer, Outbox
+from sysstream.sansio._session import ControlSession, Reply
+from sysstream.stream import ViewLimitError
 from sysstream.stream._hub import HubState
 
 
@@ -167,3 +171,75 @@ async def test_the_hub_stops_every_time() -> None:
         done, _ = await asyncio.wait((stopping,), timeout=5)
         assert done, f"hub.stop() still running after 5 s (cycle {attempt})"
         assert hub.state is HubState.STOPPED
+
+
+# Distinct views: groups counted per view, and a bound on how many
+
+
+def test_sampled_groups_follow_the_views_that_want_them() -> None:
+    hub = MetricsHub(ScriptedSource(), always=("cpu",))
+    a, b, c = ListSink(), ListSink(), ListSink()
+    hub.attach(a, View(("cpu", "net")))
+    hub.attach(b, View(("net", "load"), every=2))
+    hub.attach(c, View(("net", "load"), every=2))
+    assert hub._groups == {"cpu", "net", "load"}
+    hub.detach(b)  # the view still has c
+    assert hub._groups == {"cpu", "net", "load"}
+    hub.detach(c)
+    assert hub._groups == {"cpu", "net"}
+    hub.move(a, View(("swap",)))
+    assert hub._groups == {"cpu", "swap"}
+    hub.detach(a)
+    assert hub._groups == {"cpu"}
+
+
+def test_subscription_churn_does_not_grow_with_the_number_of_views() -> None:
+    # Issue 13: every subscribe recomputed the union of all views (1.35 ms at 10,000).
+    # A generous guard, not a benchmark: churn among 5,000 views may cost a few times
+    # what it costs among 10, never the ~500x a rescan of every view costs.
+    def churn_seconds(views: int) -> float:
+        hub = MetricsHub(ScriptedSource(), max_views=views + 1)
+        for every in range(1, views + 1):
+            hub.attach(ListSink(), View(("cpu",), every=every))
+        mover = ListSink()
+        hub.attach(mover)
+        started = time.perf_counter()
+        for round_ in range(2000):
+            hub.move(mover, View(("net",) if round_ % 2 else ("swap",)))
+        return time.perf_counter() - started
+
+    few = min(churn_seconds(10) for _ in range(3))
+    many = min(churn_seconds(5000) for _ in range(3))
+    assert many < 10 * few + 0.05, (few, many)
+
+
+def test_a_view_past_max_views_is_refused_and_existing_ones_are_not() -> None:
+    hub = MetricsHub(ScriptedSource(), max_views=2)
+    first, second, third = ListSink(), ListSink(), ListSink()
+    hub.attach(first, View(("cpu",)))
+    hub.attach(second, View(("memory",)))
+    with pytest.raises(ViewLimitError, match=r"at most 2, --max-views"):
+        hub.attach(third, View(("disk",)))
+    hub.attach(third, View(("cpu",)))  # a view already served costs nothing
+    assert hub.clients == 3
+    # second is the last client of its view: moving it frees that view, so it may.
+    hub.move(second, View(("disk",)))
+    # first shares its view with third: a move would add a third view.
+    with pytest.raises(ViewLimitError):
+        hub.move(first, View(("swap",)))
+    hub.publish(sample(1), now=1)
+    assert list(first.messages()[0]) == ["cpu", "timestamp"]  # still on its old view
+    assert hub.stats.views == 2
+
+
+def test_a_refused_subscribe_gets_an_error_reply_and_keeps_the_stream() -> None:
+    hub = MetricsHub(ScriptedSource(), max_views=1)
+    sink = ListSink()
+    hub.attach(sink)
+    other = ListSink()
+    hub.attach(other)
+    session = ControlSession(hub, sink)
+    reply = session.receive('{"type": "subscribe", "fields": ["swap"]}')
+    assert isinstance(reply, Reply)
+    assert "too many distinct subscriptions" in orjson.loads(reply.payload)["error"]
+    assert hub._views_of[sink] == View(DEFAULT_FIELDS)

@@ -111,3 +111,39 @@ async def test_same_view_is_encoded_once_per_tick(server: RunningServer) -> None
         assert server.call(lambda: server.hub.stats.encodings) == 2
     finally:
         await asyncio.gather(*(c.__aexit__(None, None, None) for c in clients))
+
+
+@pytest.mark.parametrize("ws_protocol", [None, "websockets-sansio"])  # fast path, portable
+async def test_views_past_max_views_are_refused_over_a_real_connection(
+    server_factory: Any, ws_protocol: str | None
+) -> None:
+    running = server_factory(interval=0.2, max_views=2, ws_protocol=ws_protocol)
+    async with (
+        ws_client(running.ws_url() + "?fields=cpu") as first,
+        ws_client(running.ws_url() + "?fields=cpu") as second,
+        ws_client(running.ws_url() + "?fields=memory") as third,
+    ):
+        for websocket in (first, second, third):
+            await next_data(websocket)
+        # A third distinct view on connect: told why, then closed with 1008.
+        async with ws_client(running.ws_url() + "?fields=disk") as refused:
+            error = await receive_json(refused)
+            with pytest.raises(ConnectionClosed):
+                await receive_json(refused)
+        assert "at most 2, --max-views" in error["error"]
+        assert refused.close_code == 1008
+        assert refused.close_reason == "too many views"
+        # A subscribe to a third view: an error reply, and the stream goes on unchanged.
+        await first.send(orjson.dumps({"type": "subscribe", "fields": ["swap"]}).decode())
+        async with asyncio.timeout(5):
+            while "error" not in (reply := await receive_json(first)):
+                pass
+        assert "too many distinct subscriptions" in reply["error"]
+        assert list(await next_data(first)) == ["cpu", "timestamp"]
+        # The last client of a view may move: its old view is freed.
+        await third.send(orjson.dumps({"type": "subscribe", "fields": ["swap"]}).decode())
+        async with asyncio.timeout(5):
+            while (reply := await receive_json(third)).get("type") != "subscribed":
+                pass
+        assert list(await next_data(third)) == ["swap", "timestamp"]
+        assert running.hub.stats.views == 2

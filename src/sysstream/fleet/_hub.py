@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 
 from .._registry import ALWAYS_FIELDS
 from .._sample import Sample
+from .._settings import DEFAULT_MAX_VIEWS
 from ..sampling import describe_exception
 from ..sansio import (
     HOSTS_KEY,
@@ -97,7 +98,9 @@ class RemoteHost:
         self.record = record
         self.source = RemoteSource(record.host, record.interval, self._unavailable)
         self.history = HostHistory(history_seconds, record.interval)
-        self.hub = MetricsHub(self.source, always=ALWAYS_FIELDS, history=self.history)
+        self.hub = MetricsHub(
+            self.source, always=ALWAYS_FIELDS, history=self.history, max_views=fleet.max_views
+        )
         self._fleet = fleet
 
     def _unavailable(self) -> str | None:
@@ -135,11 +138,13 @@ class Fleet:
         url: str,
         *,
         history_seconds: float,
+        max_views: int = DEFAULT_MAX_VIEWS,
         recorders_for: Callable[[str], Iterable[Recorder]] = lambda host: (),
         max_backoff: float = 5.0,
     ) -> None:
         self.url = url
         self.history_seconds = history_seconds
+        self.max_views = max_views  # per host
         self.hosts: dict[str, RemoteHost] = {}
         self.state = RedisState.CONNECTING
         self.skipped = 0  # malformed messages dropped

@@ -31,7 +31,9 @@ class Subscriptions(Protocol):
     def interval(self) -> float:
         """Seconds between ticks."""
 
-    def move(self, sink: Any, view: View) -> None: ...
+    def move(self, sink: Any, view: View) -> None:
+        """Move ``sink`` to ``view``; raises :class:`ControlError` (and changes nothing)
+        when the hub cannot serve one more view."""
 
     def detach(self, sink: Any) -> None: ...
 
@@ -101,9 +103,9 @@ class ControlSession:
             if not isinstance(message, str):
                 raise ControlError("expected a JSON text message, got a binary frame")
             request = parse_control(message, tick)
+            self.hub.move(self.sink, request.view)  # may refuse: too many distinct views
         except ControlError as exc:
             return Reply(encode_error(str(exc)))
-        self.hub.move(self.sink, request.view)
         acknowledgement = request.acknowledgement(tick)
         acknowledgement["timestamp"] = format_timestamp(time.time())
         return Reply(encode_json(acknowledgement))

@@ -4,7 +4,7 @@ per-client sinks and the fast-path WebSocket protocol for uvicorn."""
 from __future__ import annotations
 
 from ._history import History
-from ._hub import MetricsHub, Recorder
+from ._hub import MetricsHub, Recorder, ViewLimitError
 from ._protocol import TRANSPORT_EXTENSION, WebSocketProtocol
 from ._sinks import AsgiSink, Sink
 
@@ -15,5 +15,6 @@ __all__ = [
     "MetricsHub",
     "Recorder",
     "Sink",
+    "ViewLimitError",
     "WebSocketProtocol",
 ]

@@ -13,18 +13,20 @@ import contextlib
 import enum
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from .._registry import DEFAULT_FIELDS
 from .._sample import Sample
+from .._settings import DEFAULT_MAX_VIEWS
 from ..sampling import Source, describe_exception
-from ..sansio import DEFAULT_VIEW, View, encode_sample, text_frame
+from ..sansio import DEFAULT_VIEW, ControlError, View, encode_sample, text_frame
 from ._history import History
 from ._sinks import Sink
 
-__all__ = ["FanoutStats", "HubState", "MetricsHub", "Recorder"]
+__all__ = ["FanoutStats", "HubState", "MetricsHub", "Recorder", "ViewLimitError"]
 
 logger = logging.getLogger("sysstream")
 
@@ -32,6 +34,10 @@ logger = logging.getLogger("sysstream")
 class Recorder(Protocol):
     def record(self, sample: Sample) -> None:
         """Called with every published sample, on the event loop; must not block."""
+
+
+class ViewLimitError(ControlError):
+    """A new distinct view was asked for while the hub already serves its maximum."""
 
 
 class HubState(enum.Enum):
@@ -69,7 +75,10 @@ class MetricsHub:
         always: Iterable[str] = DEFAULT_FIELDS,
         recorders: Iterable[Recorder] = (),
         history: History | None = None,
+        max_views: int = DEFAULT_MAX_VIEWS,
     ) -> None:
+        if max_views < 1:
+            raise ValueError(f"expected max_views of at least 1, got {max_views}")
         self.source = source
         self.history = history
         self.state = HubState.CREATED
@@ -81,6 +90,10 @@ class MetricsHub:
         self._always = frozenset(always)
         self._audiences: dict[View, _Audience] = {}
         self._views_of: dict[Sink, View] = {}
+        self.max_views = max_views
+        # How many distinct views want each group: a view's arrival or departure touches
+        # only its own groups, so subscription churn costs the same at 10 views or 10,000.
+        self._group_views: Counter[str] = Counter()
         self._groups = self._always
         self._task: asyncio.Task[None] | None = None
         self._ticked = asyncio.Condition()
@@ -99,13 +112,21 @@ class MetricsHub:
     def clients(self) -> int:
         return len(self._views_of)
 
+    def admits(self, view: View) -> bool:
+        """True when ``view`` is served already or there is room for one more view."""
+        return view in self._audiences or len(self._audiences) < self.max_views
+
     def attach(self, sink: Sink, view: View = DEFAULT_VIEW) -> None:
+        """Deliver ``view`` to ``sink`` from the next tick; :class:`ViewLimitError` when
+        ``view`` would be one distinct view more than ``max_views``."""
         if sink in self._views_of:
             raise ValueError("expected a new sink, got one already attached")
         audience = self._audiences.get(view)
         if audience is None:
+            if not self.admits(view):
+                raise self.limit_error()
             audience = self._audiences[view] = _Audience(view)
-            self._update_groups()
+            self._count_groups(view, +1)
         audience.sinks[sink] = None
         self._views_of[sink] = view
         if view.alerts and self.alert_snapshot is not None:
@@ -120,18 +141,39 @@ class MetricsHub:
         del audience.sinks[sink]
         if not audience.sinks:
             del self._audiences[view]
-            self._update_groups()
+            self._count_groups(view, -1)
 
     def move(self, sink: Sink, view: View) -> None:
-        """Change ``sink``'s view from the next tick."""
+        """Change ``sink``'s view from the next tick; on :class:`ViewLimitError` it keeps
+        the view it had."""
+        current = self._views_of.get(sink)
+        if view not in self._audiences and len(self._audiences) >= self.max_views:
+            # Room only if the sink was the last client of its view, which it leaves.
+            leaving = self._audiences.get(current) if current is not None else None
+            if leaving is None or len(leaving.sinks) > 1:
+                raise self.limit_error()
         self.detach(sink)
         self.attach(sink, view)
 
-    def _update_groups(self) -> None:
-        wanted = set(self._always)
-        for view in self._audiences:
-            wanted.update(view.fields)
-        self._groups = frozenset(wanted)
+    def limit_error(self) -> ViewLimitError:
+        """The refusal of one view too many, naming the limit."""
+        return ViewLimitError(
+            f"too many distinct subscriptions on this server (at most {self.max_views}, "
+            "--max-views); subscribe to fields and an interval already in use"
+        )
+
+    def _count_groups(self, view: View, change: int) -> None:
+        counts = self._group_views
+        changed = False
+        for name in view.fields:
+            before = counts[name]
+            if before + change:
+                counts[name] = before + change
+            else:
+                del counts[name]
+            changed = changed or not before or not before + change  # wanted or unwanted now
+        if changed:
+            self._groups = self._always.union(counts)
 
     def broadcast_alert(self, payload: bytes) -> None:
         """Send an alert event to the clients whose view asked for alerts (and no other)."""

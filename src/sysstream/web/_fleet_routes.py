@@ -69,6 +69,7 @@ def fleet_router(
     fleet = Fleet(
         settings.redis_url,
         history_seconds=settings.history_seconds,
+        max_views=settings.max_views,
         recorders_for=recorders_for or (lambda host: ()),
     )
 

@@ -39,7 +39,7 @@ from ..sansio import (
     select_processes,
 )
 from ..store import HistoryStore, StoreState
-from ..stream import TRANSPORT_EXTENSION, AsgiSink, History, MetricsHub, Sink
+from ..stream import TRANSPORT_EXTENSION, AsgiSink, History, MetricsHub, Sink, ViewLimitError
 from ._history_route import history_response as stored_history_response
 from ._limits import ConnectionLimit, resolve_max_clients
 from ._schema import schema
@@ -83,7 +83,13 @@ def router(
         source = LocalSource(collectors, interval=settings.interval)
     history = History(settings.history_seconds, source.interval)
     recorders = [store.recorder()] if store is not None else []
-    hub = MetricsHub(source, always=ALWAYS_FIELDS, history=history, recorders=recorders)
+    hub = MetricsHub(
+        source,
+        always=ALWAYS_FIELDS,
+        history=history,
+        recorders=recorders,
+        max_views=settings.max_views,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
@@ -227,13 +233,15 @@ async def serve_stream(
         extension = websocket.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
         if extension is not None:
             sink: Sink = extension["attach"](stall_timeout)
-            hub.attach(sink, view)
+            if not await _attach_or_refuse(websocket, hub, sink, view):
+                return
             session = ControlSession(hub, sink, on_close=on_end)
             extension["detach"](session)  # the connection owns the session from here
             return
         async with anyio.create_task_group() as tasks:
             asgi_sink = AsgiSink(websocket, stall_timeout, tasks.cancel_scope.cancel)
-            hub.attach(asgi_sink, view)
+            if not await _attach_or_refuse(websocket, hub, asgi_sink, view):
+                return
             session = ControlSession(hub, asgi_sink, on_close=on_end)
             try:
                 tasks.start_soon(_send_until_gone, asgi_sink, tasks.cancel_scope)
@@ -254,9 +262,10 @@ async def _open_stream(websocket: WebSocket, hub: MetricsHub) -> View | None:
     history_limit = hub.history.capacity * tick if hub.history is not None else 0.0
     try:
         view, history_seconds = parse_query(websocket.query_params, tick, history_limit)
+        if not hub.admits(view):
+            raise hub.limit_error()
     except ControlError as exc:
-        await websocket.send_text(encode_error(str(exc)).decode())
-        await websocket.close(POLICY_VIOLATION, "invalid subscription")
+        await _refuse(websocket, exc)
         return None
     if history_seconds and hub.history is not None:
         body = hub.history.query(view.fields, since=time.time() - history_seconds)
@@ -264,6 +273,24 @@ async def _open_stream(websocket: WebSocket, hub: MetricsHub) -> View | None:
         # writable connection, so the history ends where the live ticks begin.
         await websocket.send_text((b'{"type":"history",' + body[1:]).decode())
     return view
+
+
+async def _attach_or_refuse(websocket: WebSocket, hub: MetricsHub, sink: Sink, view: View) -> bool:
+    """Attach ``sink``; False when the hub refused the view (the client was told, and the
+    connection closed). Room was checked before the history was sent; another client may
+    have taken the last view meanwhile."""
+    try:
+        hub.attach(sink, view)
+    except ViewLimitError as exc:
+        await _refuse(websocket, exc)
+        return False
+    return True
+
+
+async def _refuse(websocket: WebSocket, exc: ControlError) -> None:
+    await websocket.send_text(encode_error(str(exc)).decode())
+    reason = "too many views" if isinstance(exc, ViewLimitError) else "invalid subscription"
+    await websocket.close(POLICY_VIOLATION, reason)
 
 
 async def _send_until_gone(sink: AsgiSink, scope: anyio.CancelScope) -> None:
