@@ -219,16 +219,18 @@ async def test_reconnect_asks_for_the_gap_and_breaks_the_line_over_the_outage(
     assert "Reconnecting" in (await page.page.text_content("#status-text") or "")
     assert await page.page.is_visible("#notice")
     last_before = await page.dashboard("lastTimestamp")
-    # Start the server again while the page waits at least 2 s before its next attempt, so
+    # Start the server again while the page waits at least 3 s before its next attempt, so
     # the new server has ticks of the gap in its ring when the page asks for them.
-    await page.wait_until("window.sysstreamDashboard.retryIn > 2000")
+    await page.wait_until("window.sysstreamDashboard.retryIn > 3000")
     second = start_server(interval=0.1, port=first.port, **store)
     try:
-        await page.wait_until("window.sysstreamDashboard.lastHistory?.first > 0")
+        await page.wait_until(f"window.sysstreamDashboard.lastHistory?.first > {last_before}")
         await page.wait_state("live")
         reconnected = time.time()
         await page.wait_until(f"window.sysstreamDashboard.lastTimestamp > {last_before} + 0.5")
-        assert not await page.page.is_visible("#notice")
+        # The connection notice is gone (a loaded machine may show a slow reader's instead).
+        notice = await page.page.text_content("#notice") or ""
+        assert not await page.page.is_visible("#notice") or "Connection lost" not in notice
         # The reconnect asked for the gap since the last message (plus two intervals), not
         # for the whole window again.
         streams = [url for url in page.requests if url.startswith("ws://")]
@@ -460,7 +462,8 @@ async def test_processes_show_command_lines_cpu_convention_and_the_full_list(
     assert toggled["head"] == "CPU/all" and toggled["label"] == f"% of {cpus} CPUs"
     for core, machine in zip(toggled["core"], toggled["machine"], strict=True):
         if core:
-            assert number(machine) == pytest.approx(number(core) / cpus, abs=0.06), (core, machine)
+            # Both as printed: one decimal, none from 100% up.
+            assert number(machine) == pytest.approx(number(core) / cpus, abs=0.3), (core, machine)
     await page.page.click('#cpu-mode [data-mode="core"]')
     assert await page.page.text_content("#cpu-head") == "CPU/core"
     # Every process, filtered by the server: the marked one, its command line cut to fit.
