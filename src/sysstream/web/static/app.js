@@ -4,6 +4,7 @@
 
 import { Alerts } from "./alerts.js";
 import { Card, theme } from "./card.js";
+import { ContainersPanel } from "./containers.js";
 import { Fleet } from "./fleet.js";
 import { clockTime, duration, formatter } from "./format.js";
 import { BAND_KEYS, extractAll, extractBands, PANELS, subscribedGroups } from "./panels.js";
@@ -52,6 +53,7 @@ const page = {
   theme: null,
   firstDrawn: null, // { first, points } of the first draw with points (for the tests)
   lastHistory: null, // { first, last, count } of the stream's last history message
+  containers: null, // the Containers panel (containers.js), when the server has the group
 };
 
 // ---- URLs: everything the page talks to derives from apiBase and the selected host ----
@@ -171,7 +173,10 @@ function onMessage(message) {
     ingest(time, message);
     page.latest = message;
     setStale(false);
-    showNotice(message.errors ? Object.values(message.errors).join("; ") : null);
+    page.containers?.update(message);
+    // The Containers panel says itself why it is incomplete (no daemon on this host).
+    const errors = Object.entries(message.errors ?? {}).filter(([group]) => group !== "containers");
+    showNotice(errors.length ? errors.map(([, text]) => text).join("; ") : null);
   } else if (message.error) {
     page.receivedAt = performance.now();
     setStale(true); // an offline fleet host: its last values stay, greyed
@@ -349,7 +354,8 @@ function showStoredWindows() {
 async function backfillWindow(seconds) {
   const url = metricsUrl(page.host, "/history");
   url.searchParams.set("seconds", String(seconds));
-  url.searchParams.set("fields", page.groups.filter((g) => g !== "processes").join(","));
+  const charted = page.groups.filter((g) => g !== "processes" && g !== "containers");
+  url.searchParams.set("fields", charted.join(","));
   const step = page.step;
   if (step !== null) url.searchParams.set("step", String(step));
   let body;
@@ -466,6 +472,8 @@ const stream = new Stream({
     const first = page.schema === null;
     page.schema = schema;
     page.groups = subscribedGroups(schema);
+    if (schema.has("containers")) page.groups.push("containers");
+    if (first && schema.has("containers")) page.containers = new ContainersPanel($("processes"), schema);
     page.interval = intervalFor(page.window);
     stream.setStallTimeout(5000 * page.interval);
     if (first) document.getElementById("processes-title").textContent = schema.title("processes");
