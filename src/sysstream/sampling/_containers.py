@@ -84,3 +84,5 @@ class ContainersCollector:
     def close(self) -> None:
         if self._watcher is not None:
             self._watcher.close()
+        if self._cgroups is not None:
+            self._cgroups.close()

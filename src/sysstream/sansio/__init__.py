@@ -18,6 +18,7 @@ from ._cgroupfs import (
     parse_keyed,
     parse_net_dev,
     parse_proc_start_ticks,
+    stat_value,
 )
 from ._containers import SHORT_ID, CgroupReading, ContainerInfo, ContainerMeter
 from ._control import DEFAULT_VIEW, ControlError, View, parse_fields, parse_history, parse_query
@@ -178,6 +179,7 @@ __all__ = [
     "redact_url",
     "round_rate",
     "select_processes",
+    "stat_value",
     "text_frame",
     "ticks_channel",
     "webhook_body",

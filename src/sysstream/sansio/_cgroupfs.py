@@ -20,6 +20,7 @@ __all__ = [
     "parse_keyed",
     "parse_net_dev",
     "parse_proc_start_ticks",
+    "stat_value",
 ]
 
 # Docker's cgroupfs driver names the directory by the id (…/docker/<id>); the systemd
@@ -45,6 +46,16 @@ def parse_keyed(text: str) -> dict[str, int]:
         if value.isdigit():
             values[key] = int(value)
     return values
+
+
+def stat_value(text: str, key: str) -> int | None:
+    """One ``key value`` line of a flat-keyed file, found without parsing the others (a
+    v1 ``memory.stat`` has some 40 lines; a tick needs one of them)."""
+    start = 0 if text.startswith(key + " ") else text.find("\n" + key + " ") + 1
+    if start == 0 and not text.startswith(key + " "):
+        return None
+    end = text.find("\n", start)
+    return int(text[start + len(key) + 1 : end if end >= 0 else None])
 
 
 def memory_usage(usage: int, stat: Mapping[str, int]) -> int:
