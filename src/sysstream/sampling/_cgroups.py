@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import threading
 import time
 from collections.abc import Mapping
@@ -39,9 +40,9 @@ __all__ = ["CgroupError", "Cgroups"]
 
 # Limits change only on `docker update`: read them every few ticks, not every tick.
 LIMITS_EVERY = 10
-# Counter files held open between ticks, at most (six per container): the server keeps
-# 256 descriptors in reserve beside its clients (sysstream.web._limits.FD_RESERVE).
-HELD_FILES = 192
+# Counter files held open between ticks (six per container), at most this many and an
+# eighth of the open-files limit: the server keeps a reserve beside its clients.
+HELD_FILES = 512
 
 
 class CgroupError(OSError):
@@ -107,7 +108,9 @@ class Cgroups:
         if not os.access(self._scan_root, os.R_OK | os.X_OK):
             raise CgroupError(f"no permission to read {self._scan_root}")
         self._known: dict[str, _Known] = {}
-        self._budget = [HELD_FILES]  # descriptors we may still hold
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        limit = soft if soft != resource.RLIM_INFINITY else HELD_FILES * 8
+        self._budget = [min(HELD_FILES, limit // 8)]  # descriptors we may still hold
         self._lock = threading.Lock()
         self._reads = 0
         # /proc/<pid>/stat counts start times on the boot-time clock; /proc/stat's btime

@@ -22,6 +22,9 @@ from ._docker import DockerWatcher
 
 __all__ = ["ContainersCollector"]
 
+LIST_EVERY = 5  # ticks between cgroup listings while no container runs
+LIVE_STATES = frozenset({"running", "paused", "restarting", "created"})
+
 
 class ContainersCollector:
     """One entry per running container (docs/containers.md).
@@ -57,6 +60,8 @@ class ContainersCollector:
         # Cgroup paths the engine told us of (through the init pid), for containers deeper
         # than the listing reaches: id → (pid, path).
         self._paths: dict[str, tuple[int, str | None]] = {}
+        self._found: dict[str, tuple[str, int]] = {}
+        self._ticks = -1
 
     def collect(self, now: float) -> dict[str, Any] | Partial:
         if self._cgroups is None:
@@ -76,7 +81,15 @@ class ContainersCollector:
             if known[1] is not None:
                 extra[ident] = known[1]
         self._paths = paths
-        found = self._cgroups.scan(extra)
+        self._ticks += 1
+        # Nothing running that we or the engine know of: list the cgroups every few ticks
+        # only. The engine's start event makes the next tick list them again, so its
+        # containers still appear within two ticks; ones of an engine we cannot ask
+        # (no socket) within LIST_EVERY.
+        engine_idle = not any(info.state in LIVE_STATES for info in infos.values())
+        if not self._found and engine_idle and self._ticks % LIST_EVERY:
+            return Partial({}, reason) if reason else {}
+        found = self._found = self._cgroups.scan(extra)
         readings = self._cgroups.read_all(found)
         value = self._meter.update(readings, infos, now=now, wall=time.time())
         return Partial(value, reason) if reason else value
