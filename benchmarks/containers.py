@@ -25,9 +25,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.docker_daemon import IMAGE, DockerDaemon  # noqa: E402
+
 from sysstream._sample import Partial  # noqa: E402
 from sysstream.sampling._containers import ContainersCollector  # noqa: E402
-from tests.docker_daemon import IMAGE, DockerDaemon  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "containers.json"
 
