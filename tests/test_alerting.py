@@ -210,3 +210,18 @@ def test_window_aggregates(aggregate: Aggregate, expected: float) -> None:
     results = [window.add(T0 + t, v) for t, v in enumerate([9.0, 1.0, 5.0, 4.0, 3.0, 2.0])]
     assert results[:4] == [None] * 4  # filling: under 90 % of 5 s covered
     assert results[5] == pytest.approx(expected)  # 9.0 left the window at +5 s
+
+
+@pytest.mark.parametrize("aggregate", [Aggregate.AVG, Aggregate.MAX, Aggregate.MIN])
+def test_a_long_window_keeps_sixty_buckets_and_stays_close_to_exact(aggregate: Aggregate) -> None:
+    window = Window(aggregate, 3600)
+    values = [float((second * 7) % 101) for second in range(7200)]
+    for second, value in enumerate(values):
+        result = window.add(T0 + second, value)
+    assert len(window._buckets) <= 60 and len(window._best) <= 60
+    exact = {
+        Aggregate.AVG: sum(values[-3600:]) / 3600,
+        Aggregate.MAX: max(values[-3600:]),
+        Aggregate.MIN: min(values[-3600:]),
+    }[aggregate]
+    assert result == pytest.approx(exact, rel=0.02)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from ._messages import format_timestamp
 from ._rules import (
     HOST_OFFLINE_METRIC,
     Aggregate,
+    Comparison,
     Rule,
     RuleSet,
     Severity,
@@ -94,54 +95,109 @@ class AlertEvent:
         }
 
 
-class Window:
-    """The aggregate of the values seen over the last ``seconds`` (0: the latest alone)."""
+_LAST, _AVG, _MAX = Aggregate.LAST, Aggregate.AVG, Aggregate.MAX
 
-    __slots__ = ("_adds", "_points", "_total", "aggregate", "first", "seconds")
+# A window keeps at most this many buckets, whatever its length: an hour's window at 1 s
+# ticks holds 60 one-minute buckets, not 3,600 points (1,000 hosts × 10 rules stay small).
+BUCKETS = 60
+
+
+class Window:
+    """The aggregate of the values seen over the last ``seconds`` (0: the latest alone).
+
+    Values are summed into ``seconds / 60``-wide buckets; a bucket leaves the window once
+    its start is ``seconds`` old, so the span covered is exact to one bucket (a tick, for
+    windows up to a minute at 1 s ticks).
+    """
+
+    __slots__ = (
+        "_best", "_buckets", "_closes", "_count", "_current", "_current_best",
+        "_current_count", "_current_total", "_total", "aggregate", "first", "seconds", "width",
+    )  # fmt: skip
 
     def __init__(self, aggregate: Aggregate, seconds: float) -> None:
         self.aggregate = aggregate
         self.seconds = seconds
+        self.width = seconds / BUCKETS
         self.first: float | None = None
-        self._points: deque[tuple[float, float]] = deque()
+        # avg: closed buckets as (start, total, count), with their running total and count
+        self._buckets: deque[tuple[float, float, int]] = deque()
         self._total = 0.0
-        self._adds = 0
+        self._count = 0
+        self._closes = 0
+        # max/min: closed buckets as (start, best), a monotonic deque whose front is the best
+        self._best: deque[tuple[float, float]] = deque()
+        self._current: float | None = None  # the open bucket's start
+        self._current_total = 0.0
+        self._current_count = 0
+        self._current_best = 0.0
 
     def add(self, at: float, value: float) -> float | None:
         """Add a value; returns the aggregate, or None while the window is still filling."""
-        if self.first is None:
-            self.first = at
+        # Called for every series on every tick: locals over attributes, one branch per case.
+        first = self.first
+        if first is None:
+            first = self.first = at
         seconds = self.seconds
-        if seconds <= 0 or self.aggregate is Aggregate.LAST:
-            return value if at - self.first >= seconds * WARM else None
-        points = self._points
-        horizon = at - seconds
-        if self.aggregate is Aggregate.AVG:
-            points.append((at, value))
-            self._total += value
-            while points[0][0] <= horizon:
-                self._total -= points.popleft()[1]
-            self._adds += 1
-            if self._adds >= 4096:  # bound the float error of the running sum
-                self._adds = 0
-                self._total = sum(v for _, v in points)
-            result = self._total / len(points)
+        aggregate = self.aggregate
+        if seconds <= 0 or aggregate is _LAST:
+            return value if at - first >= seconds * WARM else None
+        upward = aggregate is _MAX
+        start = at - at % self.width
+        if start != self._current:
+            if self._current_count:
+                self._close(upward)
+            self._current = start
+            self._current_total = value
+            self._current_count = 1
+            self._current_best = value
         else:
-            # A monotonic deque: the front is the max (or min) of what is in the window.
-            upward = self.aggregate is Aggregate.MAX
-            while points and (points[-1][1] <= value if upward else points[-1][1] >= value):
-                points.pop()
-            points.append((at, value))
-            while points[0][0] <= horizon:
-                points.popleft()
-            result = points[0][1]
-        return result if at - self.first >= seconds * WARM else None
+            self._current_total += value
+            self._current_count += 1
+        horizon = at - seconds
+        if aggregate is _AVG:
+            buckets = self._buckets
+            while buckets and buckets[0][0] <= horizon:
+                _, total, count = buckets.popleft()
+                self._total -= total
+                self._count -= count
+            result = (self._total + self._current_total) / (self._count + self._current_count)
+        else:
+            best = self._current_best
+            if (value > best) if upward else (value < best):
+                best = self._current_best = value
+            closed = self._best
+            if closed:
+                while closed and closed[0][0] <= horizon:
+                    closed.popleft()
+                if closed and ((closed[0][1] > best) if upward else (closed[0][1] < best)):
+                    best = closed[0][1]
+            result = best
+        return result if at - first >= seconds * WARM else None
+
+    def _close(self, upward: bool) -> None:
+        assert self._current is not None
+        if self.aggregate is Aggregate.AVG:
+            self._buckets.append((self._current, self._current_total, self._current_count))
+            self._total += self._current_total
+            self._count += self._current_count
+            self._closes += 1
+            if self._closes >= 4096:  # bound the float error of the running sum
+                self._closes = 0
+                self._total = sum(total for _, total, _ in self._buckets)
+            return
+        best = self._current_best
+        closed = self._best
+        while closed and ((closed[-1][1] <= best) if upward else (closed[-1][1] >= best)):
+            closed.pop()
+        closed.append((self._current, best))
 
 
 class _Series:
     """One rule's state for one series."""
 
     __slots__ = (
+        "calm",
         "clearing_since",
         "labels",
         "notified_at",
@@ -159,7 +215,8 @@ class _Series:
     def __init__(self, rule: Rule, labels: dict[str, str]) -> None:
         self.rule = rule
         self.labels = labels
-        self.window = Window(rule.aggregate, rule.window)
+        self.window = _window_for(rule)
+        self.calm = _calm_check(rule)
         self.state = AlertState.OK
         self.severity: Severity | None = None
         self.pending_since = 0.0
@@ -202,6 +259,35 @@ class _Series:
         }
 
 
+def _window_for(rule: Rule) -> Window | None:
+    """The rule's window; None for the latest value alone (no state to keep)."""
+    if rule.window <= 0 or rule.aggregate is Aggregate.LAST:
+        return None  # `last` over any window is the latest value
+    return Window(rule.aggregate, rule.window)
+
+
+def _calm_check(rule: Rule) -> Callable[[float], bool] | None:
+    """For fixed thresholds, a test that is True when a value breaches neither: the common
+    case, decided with one comparison. None when a threshold comes from the sample."""
+    levels = [t.value for t in (rule.warning, rule.critical) if t is not None]
+    if len(levels) != sum(t is not None for t in (rule.warning, rule.critical)):
+        return None
+    fixed = [v for v in levels if v is not None]
+    if not fixed:
+        return None
+    op = rule.op
+    lowest = float(
+        min(fixed) if op.upward else max(fixed)
+    )  # float: int.__ge__(float) is NotImplemented
+    # `lowest.__ge__(value)` is `value <= lowest`: for `>`, calm means not above the lowest.
+    return {
+        Comparison.ABOVE: lowest.__ge__,
+        Comparison.AT_LEAST: lowest.__gt__,
+        Comparison.BELOW: lowest.__le__,
+        Comparison.AT_MOST: lowest.__lt__,
+    }[op]
+
+
 def _level(
     rule: Rule, value: float, warning: float | None, critical: float | None, firing: Severity | None
 ) -> Severity | None:
@@ -228,12 +314,14 @@ def _level(
 class _Compiled:
     """A rule with its metric path split for fast lookups."""
 
-    __slots__ = ("head", "parts", "rule", "series")
+    __slots__ = ("head", "parts", "path", "rule", "series")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.parts = rule.metric.split(".")
         self.head = self.parts[0]
+        # Without a `*`, the keys under the head: one series, read with plain lookups.
+        self.path = tuple(self.parts[1:]) if "*" not in self.parts else None
         # host → label values → series, or None for a series the selectors leave out
         self.series: dict[str, dict[tuple[str, ...], _Series | None]] = {}
 
@@ -260,6 +348,9 @@ def _leaves(
             yield from _leaves(item, parts, index + 1, (*labels, str(name)), value)
 
 
+_OK = AlertState.OK
+
+
 class AlertEngine:
     """Every rule's state for every series of every host, fed samples in time order.
 
@@ -272,6 +363,8 @@ class AlertEngine:
         self._compiled: list[_Compiled] = []
         self._offline: list[_Compiled] = []
         self._host_seen: dict[str, float] = {}
+        # host → each compiled rule's series table, in rule order (one lookup per sample)
+        self._tables: dict[str, list[dict[tuple[str, ...], _Series | None]]] = {}
         self.rules = rules
         self.replace_rules(rules)
 
@@ -285,6 +378,7 @@ class AlertEngine:
         old = {c.rule.name: c for c in [*self._compiled, *self._offline]}
         self.rules = rules
         self._compiled, self._offline = [], []
+        self._tables = {}
         for rule in rules.rules:
             compiled = _Compiled(rule)
             previous = old.pop(rule.name, None)
@@ -298,8 +392,9 @@ class AlertEngine:
                         if not rule.selects(series.labels):
                             continue
                         series.rule = rule
+                        series.calm = _calm_check(rule)
                         if same_data != (rule.metric, rule.aggregate, rule.window):
-                            series.window = Window(rule.aggregate, rule.window)
+                            series.window = _window_for(rule)
                         kept[values] = series
             if rule.metric == HOST_OFFLINE_METRIC:
                 self._offline.append(compiled)
@@ -320,23 +415,32 @@ class AlertEngine:
         """One sample of ``host`` taken at ``at``; the events it causes."""
         events: list[AlertEvent] = []
         self._host_seen[host] = at
-        for compiled in self._compiled:
+        tables = self._tables.get(host)
+        if tables is None:
+            tables = self._tables[host] = [c.series.setdefault(host, {}) for c in self._compiled]
+        for compiled, table in zip(self._compiled, tables, strict=True):
             root = values.get(compiled.head)
             if root is None:
                 continue
-            table = compiled.series.get(host)
-            if table is None:
-                table = compiled.series[host] = {}
-            parts = compiled.parts
-            if len(parts) == 1:
-                if isinstance(root, int | float) and not isinstance(root, bool):
-                    series = table.get(())
-                    if series is None and () not in table:
-                        series = self._new_series(compiled, host, (), table)
-                    if series is not None:
-                        self._step(series, at, float(root), values, events)
+            path = compiled.path
+            if path is not None:
+                value, parent = root, values
+                for key in path:
+                    if not isinstance(value, dict):
+                        break
+                    parent, value = value, value.get(key)
+                if not isinstance(value, int | float) or isinstance(value, bool):
+                    continue
+                series = table.get(())
+                if series is None:
+                    if () in table:
+                        continue
+                    series = self._new_series(compiled, host, (), table)
+                    if series is None:
+                        continue
+                self._step(series, at, value, parent, events)
                 continue
-            for label_values, number, parent in _leaves(root, parts, 1, (), values):
+            for label_values, number, parent in _leaves(root, compiled.parts, 1, (), values):
                 series = table.get(label_values)
                 if series is None:
                     if label_values in table:
@@ -381,6 +485,7 @@ class AlertEngine:
         for compiled in [*self._compiled, *self._offline]:
             compiled.series.pop(host, None)
         self._host_seen.pop(host, None)
+        self._tables.pop(host, None)
 
     def _new_series(
         self,
@@ -406,14 +511,22 @@ class AlertEngine:
         events: list[AlertEvent],
     ) -> None:
         series.seen = at
-        aggregate = series.window.add(at, value)
-        if aggregate is None:
-            return  # still filling the window: no verdict either way
+        window = series.window
+        aggregate: float | None
+        if window is None:
+            aggregate = value
+        else:
+            aggregate = window.add(at, value)
+            if aggregate is None:
+                return  # still filling the window: no verdict either way
+        state = series.state
+        calm = series.calm
+        if state is _OK and calm is not None and calm(aggregate):
+            return  # the common case: all is well, nothing to decide
         rule = series.rule
         warning = rule.warning.resolve(siblings) if rule.warning is not None else None
         critical = rule.critical.resolve(siblings) if rule.critical is not None else None
-        state = series.state
-        if state is AlertState.OK:
+        if state is _OK:
             if warning is None and critical is None:
                 return
             level = _level(rule, aggregate, warning, critical, None)

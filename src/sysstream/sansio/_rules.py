@@ -237,7 +237,7 @@ def _builtin(name: str, metric: str, **fields: Any) -> Rule:
 
 
 def _n(value: float) -> Threshold:
-    return Threshold(value=value)
+    return Threshold(value=float(value))
 
 
 BUILTIN_RULES: tuple[Rule, ...] = (

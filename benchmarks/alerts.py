@@ -1,0 +1,185 @@
+"""Alert evaluation cost: the default rules on one host against the tick's own CPU, and a
+fleet hub's 1,000 hosts × 10 rules per second of ticks.
+
+Usage (from the repository root)::
+
+    flock /tmp/bench.lock .venv/bin/python benchmarks/alerts.py [--runs 5]
+
+Prints a markdown table (median and range of ``--runs`` runs); docs/benchmarks.md keeps the
+last one. Everything runs in this process, measured with ``time.process_time`` (CPU, not
+wall clock, so other processes on the machine count less).
+
+1. One host: a real ``LocalSource`` + ``MetricsHub`` (the server's sampler and fan-out,
+   no clients) ticks ``TICKS`` times; its CPU per tick is the baseline. The samples it made
+   are then fed through the real ``AlertEvaluator`` (recorder → queue → engine, the
+   built-in rules, windows filled first) and its CPU per sample is compared with it.
+2. A hub: 1,000 synthetic hosts shaped like that real sample (values varied per host),
+   10 rules (the 6 built-ins that apply to a host's samples plus 4 more), windows filled
+   with 15 minutes of ticks first; then ``SECONDS`` seconds of ticks (1,000 samples each)
+   go through the real evaluator, and the CPU per second of ticks is reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from sysstream._registry import ALWAYS_FIELDS  # noqa: E402
+from sysstream._sample import Sample  # noqa: E402
+from sysstream.alerts import AlertEvaluator  # noqa: E402
+from sysstream.sampling import LocalSource, build_collectors  # noqa: E402
+from sysstream.sansio import parse_rules  # noqa: E402
+from sysstream.stream import MetricsHub  # noqa: E402
+
+TICKS = 100
+TICK_INTERVAL = 0.05  # the sampler's CPU per tick does not depend on the interval
+HOSTS = 1000
+SECONDS = 10
+WARM_SECONDS = 900  # the longest window (15 min) is trusted from 90 % full
+
+EXTRA_RULES = {
+    "cpu_peak": {"metric": "cpu", "aggregate": "max", "window": "1m", "warning": 99},
+    "memory_now": {"metric": "memory", "aggregate": "last", "warning": 97, "for": "2m"},
+    "rx_quiet": {
+        "metric": "net.rx_bytes_per_s", "aggregate": "avg", "window": "15m", "op": "<",
+        "warning": 1,
+    },
+    "writes_heavy": {
+        "metric": "disk_io.write_bytes_per_s", "aggregate": "avg", "window": "5m",
+        "warning": 5e8,
+    },
+}  # fmt: skip
+
+
+async def sample_ticks() -> tuple[float, list[Sample]]:
+    """CPU seconds per tick of the real sampler and hub, and the samples it made."""
+    source = LocalSource(build_collectors(disk_path="/"), interval=TICK_INTERVAL)
+    samples: list[Sample] = []
+
+    class Keep:
+        def record(self, sample: Sample) -> None:
+            samples.append(sample)
+
+    hub = MetricsHub(source, always=ALWAYS_FIELDS, recorders=[Keep()])
+    await hub.start()
+    await hub.wait_for_tick(5)  # rates need a previous tick; start-up is not the steady state
+    first = len(samples)
+    started = time.process_time()
+    await hub.wait_for_tick(samples[-1].tick + TICKS)
+    cpu = time.process_time() - started
+    ticks = len(samples) - first
+    await hub.stop()
+    return cpu / ticks, samples[first:]
+
+
+def restamped(samples: list[Sample], start: float, count: int) -> list[Sample]:
+    """``count`` samples cycling through ``samples``, one second apart from ``start``."""
+    return [Sample(n, start + n, samples[n % len(samples)].values) for n in range(count)]
+
+
+async def evaluate(evaluator: AlertEvaluator, feed: list[tuple[str, Sample]]) -> float:
+    """CPU seconds to push ``feed`` through the evaluator (recorder, queue, engine)."""
+    recorders: dict[str, Any] = {}
+    started = time.process_time()
+    for host, sample in feed:
+        recorder = recorders.get(host)
+        if recorder is None:
+            recorder = recorders[host] = evaluator.recorder(host)
+        recorder.record(sample)
+        if len(feed) > 2000 and sample.tick % 500 == 0:
+            await evaluator.wait_processed()  # keep the queue under its bound
+    await evaluator.wait_processed()
+    return time.process_time() - started
+
+
+async def one_host(tick_cpu: float, samples: list[Sample]) -> float:
+    evaluator = AlertEvaluator(parse_rules({}))
+    await evaluator.start()
+    try:
+        warm = restamped(samples, 1e9, WARM_SECONDS)
+        await evaluate(evaluator, [("local", s) for s in warm])
+        count = 5000
+        run = restamped(samples, 1e9 + WARM_SECONDS, count)
+        cpu = await evaluate(evaluator, [("local", s) for s in run])
+    finally:
+        await evaluator.stop()
+    return cpu / count / tick_cpu
+
+
+def host_values(template: dict[str, Any], host: int) -> dict[str, Any]:
+    values = copy.deepcopy(template)
+    values["cpu"] = float(host % 100)
+    values["memory"] = float(30 + host % 60)
+    for mount in values.get("mounts", {}).values():
+        mount["percent"] = float(40 + host % 50)
+    return values
+
+
+async def fleet(samples: list[Sample]) -> tuple[float, int]:
+    rules = parse_rules({"rules": EXTRA_RULES})
+    assert len([r for r in rules.rules if r.metric != "host.offline"]) == 10, rules.rules
+    template = samples[-1].values
+    per_host = [host_values(template, n) for n in range(HOSTS)]
+    evaluator = AlertEvaluator(rules)
+    await evaluator.start()
+    try:
+
+        def second(at: float) -> list[tuple[str, Sample]]:
+            return [(f"h{n}", Sample(int(at), at + n / HOSTS, per_host[n])) for n in range(HOSTS)]
+
+        for offset in range(WARM_SECONDS):
+            await evaluate(evaluator, second(1e9 + offset))
+        cpu = 0.0
+        for offset in range(SECONDS):
+            cpu += await evaluate(evaluator, second(1e9 + WARM_SECONDS + offset))
+        series = evaluator.engine.series_count()
+    finally:
+        await evaluator.stop()
+    return cpu / SECONDS, series
+
+
+def summary(values: list[float], scale: float, digits: int) -> str:
+    low, mid, high = min(values), statistics.median(values), max(values)
+    return f"{mid * scale:.{digits}f} ({low * scale:.{digits}f}–{high * scale:.{digits}f})"
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    tick_cpus, ratios, fleet_cpus = [], [], []
+    series = 0
+    for run in range(args.runs):
+        tick_cpu, samples = await sample_ticks()
+        tick_cpus.append(tick_cpu)
+        ratios.append(await one_host(tick_cpu, samples))
+        cpu, series = await fleet(samples)
+        fleet_cpus.append(cpu)
+        print(
+            f"run {run + 1}: tick {tick_cpu * 1e3:.3f} ms CPU, alerts {ratios[-1]:.2%} of it;"
+            f" 1,000 hosts × 10 rules: {cpu * 1e3:.2f} ms per second of ticks",
+            file=sys.stderr,
+        )
+    print(f"| figure (median and range of {args.runs} runs) | measured | target |")
+    print("|---|---|---|")
+    print(
+        f"| the sampler's and hub's CPU per tick (one host) | {summary(tick_cpus, 1e3, 3)} ms | |"
+    )
+    print(f"| default rules' CPU, share of the tick's | {summary(ratios, 100, 2)} % | < 2 % |")
+    print(
+        f"| 1,000 hosts × 10 rules ({series:,} series), CPU per second of ticks"
+        f" | {summary(fleet_cpus, 1e3, 2)} ms | < 10 ms |"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
