@@ -314,7 +314,7 @@ def _level(
 class _Compiled:
     """A rule with its metric path split for fast lookups."""
 
-    __slots__ = ("head", "parts", "path", "rule", "series")
+    __slots__ = ("head", "leaf", "parts", "path", "rule", "series")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
@@ -322,6 +322,9 @@ class _Compiled:
         self.head = self.parts[0]
         # Without a `*`, the keys under the head: one series, read with plain lookups.
         self.path = tuple(self.parts[1:]) if "*" not in self.parts else None
+        # `group.*.leaf` over an object of objects (mounts): walked without recursion.
+        shape = len(self.parts) == 3 and self.parts[1] == "*" and self.parts[2] != "*"
+        self.leaf = self.parts[2] if shape else None
         # host → label values → series, or None for a series the selectors leave out
         self.series: dict[str, dict[tuple[str, ...], _Series | None]] = {}
 
@@ -439,6 +442,25 @@ class AlertEngine:
                     if series is None:
                         continue
                 self._step(series, at, value, parent, events)
+                continue
+            leaf = compiled.leaf
+            if leaf is not None and isinstance(root, dict):
+                # `group.*.leaf` over an object of objects (mounts): a flat loop.
+                for key, item in root.items():
+                    if not isinstance(item, dict):
+                        continue
+                    number = item.get(leaf)
+                    if not isinstance(number, int | float) or isinstance(number, bool):
+                        continue
+                    label_values: tuple[str, ...] = (key,)
+                    series = table.get(label_values)
+                    if series is None:
+                        if label_values in table:
+                            continue
+                        series = self._new_series(compiled, host, label_values, table)
+                        if series is None:
+                            continue
+                    self._step(series, at, number, item, events)
                 continue
             for label_values, number, parent in _leaves(root, compiled.parts, 1, (), values):
                 series = table.get(label_values)
