@@ -144,12 +144,6 @@ def test_busy_port_fails_with_one_line() -> None:
     assert "cannot listen on 127.0.0.1:" in result.stderr and result.stderr.count("\n") == 1
 
 
-def test_watch_rejects_a_non_websocket_url() -> None:
-    result = run("watch", "http://example.invalid/")
-    assert result.returncode == 2
-    assert result.stderr.startswith("sysstream: expected a ws:// or wss:// URL")
-
-
 def test_serve_help_shows_types_choices_switches_and_plain_defaults() -> None:
     result = run("serve", "--help", env={"COLUMNS": "200"})
     assert result.returncode == 0

@@ -1,9 +1,24 @@
+"""The terminal client's sans-I/O parts: endpoints, refusals, units, text safety, the view."""
+
 from __future__ import annotations
 
-from rich.console import Console
+import pytest
 
-from sysstream.cli._watch import WatchState
-from sysstream.sansio._backoff import Backoff
+from sysstream.sansio import (
+    Backoff,
+    ConnectionState,
+    EndpointError,
+    Schema,
+    WatchModel,
+    bar,
+    format_value,
+    parse_endpoint,
+    printable,
+    printable_tree,
+    refusal_for_close,
+    refusal_for_status,
+    sparkline,
+)
 
 
 def test_backoff_doubles_to_a_ceiling_and_resets() -> None:
@@ -14,23 +29,245 @@ def test_backoff_doubles_to_a_ceiling_and_resets() -> None:
     assert backoff.next_delay(jitter=lambda: 0.0) == 0.25  # jitter takes up to half off
 
 
-def test_plain_line_and_error_line() -> None:
-    state = WatchState("ws://x", message={"cpu": 1.5, "memory": 2.0, "timestamp": "T"})
-    assert state.line() == "T cpu=1.5 memory=2.0"
-    state.message = {"error": "Metric collection failed: boom", "timestamp": "T"}
-    assert state.line() == "T error: Metric collection failed: boom"
+@pytest.mark.parametrize(
+    ("text", "host", "stream", "schema", "hosts"),
+    [
+        ("web1:9000", None, "ws://web1:9000/api/system/metrics",
+         "http://web1:9000/api/system/metrics/schema", "http://web1:9000/api/hosts"),
+        ("web1", None, "ws://web1:54112/api/system/metrics",
+         "http://web1:54112/api/system/metrics/schema", "http://web1:54112/api/hosts"),
+        ("[::1]:5", None, "ws://[::1]:5/api/system/metrics",
+         "http://[::1]:5/api/system/metrics/schema", "http://[::1]:5/api/hosts"),
+        ("http://hub:54112/", None, "ws://hub:54112/api/system/metrics",
+         "http://hub:54112/api/system/metrics/schema", "http://hub:54112/api/hosts"),
+        ("https://metrics.example", None, "wss://metrics.example/api/system/metrics",
+         "https://metrics.example/api/system/metrics/schema", "https://metrics.example/api/hosts"),
+        ("ws://h:1/api/hosts/web1/metrics", None, "ws://h:1/api/hosts/web1/metrics",
+         "http://h:1/api/system/metrics/schema", "http://h:1/api/hosts"),
+        ("http://hub:1", "db-1", "ws://hub:1/api/hosts/db-1/metrics",
+         "http://hub:1/api/system/metrics/schema", "http://hub:1/api/hosts"),
+        ("wss://h/sys/metrics", None, "wss://h/sys/metrics", "https://h/sys/metrics/schema",
+         "https://h/api/hosts"),
+    ],
+)  # fmt: skip
+def test_endpoints_from_what_users_type(
+    text: str, host: str | None, stream: str, schema: str, hosts: str
+) -> None:
+    endpoint = parse_endpoint(text, host)
+    assert (endpoint.stream_url, endpoint.schema_url, endpoint.hosts_url) == (stream, schema, hosts)
 
 
-def test_render_shows_values_failures_and_status() -> None:
-    state = WatchState(
-        "ws://x",
-        status="live",
-        message={"cpu": 91.0, "disk": None, "timestamp": "T", "errors": {"disk": "gone"}},
+def test_endpoint_subscribes_and_switches_hosts() -> None:
+    endpoint = parse_endpoint("hub:7")
+    assert not endpoint.explicit_path and endpoint.host is None
+    url = endpoint.stream_url_with(["cpu", "net"])
+    assert url == "ws://hub:7/api/system/metrics?fields=cpu,net&alerts=1"
+    web1 = endpoint.for_host("web1")
+    assert web1.stream_url == "ws://hub:7/api/hosts/web1/metrics" and web1.shown == "web1 @ hub:7"
+    assert web1.for_host(None).stream_url == "ws://hub:7/api/system/metrics"
+
+
+@pytest.mark.parametrize(
+    ("text", "host", "error"),
+    [
+        ("ftp://x", None, "expected a ws://, wss://, http:// or https:// URL, got 'ftp://x'"),
+        ("http://h:99999", None, "expected a URL or host:port, got 'http://h:99999'"),
+        ("http://h/x", None, "expected a stream path ending in /metrics, got '/x'"),
+        ("http://h/?token=s", None, "expected a URL without query or fragment"),
+        ("", None, "expected a URL or host:port, got ''"),
+        ("http://:5", None, "expected a host in the URL"),
+        ("h", "bad host!", "expected a host id of"),
+        ("ws://h/api/hosts/a/metrics", "b", "expected one host, got 'a' and --host 'b'"),
+    ],
+)
+def test_bad_endpoints_are_one_line_errors(text: str, host: str | None, error: str) -> None:
+    with pytest.raises(EndpointError) as raised:
+        parse_endpoint(text, host)
+    assert str(raised.value).startswith(error) and "\n" not in str(raised.value)
+
+
+def test_which_refusals_are_final() -> None:
+    assert refusal_for_status(401).startswith("the server wants a token")  # type: ignore[union-attr]
+    assert refusal_for_status(404, "unknown host 'x'") == (
+        "not found (404): no such stream or unknown host: unknown host 'x'"
     )
-    console = Console(record=True, width=80)
-    console.print(state.render())
-    text = console.export_text()
-    assert "ws://x  live" in text
-    assert "91.0 %" in text
-    assert "unavailable" in text
-    assert "disk: gone" in text
+    assert refusal_for_status(403) is not None and refusal_for_status(400) is not None
+    assert refusal_for_status(200) == "not a sysstream stream (HTTP 200)"
+    for transient in (503, 500, 502, 429, 408):
+        assert refusal_for_status(transient) is None
+    assert refusal_for_close(1008, "", "unknown field 'gpu'") == (
+        "closed by the server (1008): unknown field 'gpu'"
+    )
+    assert refusal_for_close(4404) == "closed by the server (4404): unknown host"
+    for transient in (None, 1000, 1001, 1006, 1011, 1012, 1013):
+        assert refusal_for_close(transient) is None
+
+
+def test_printable_strips_terminal_controls() -> None:
+    evil = "py\x1b[2J\x1b]0;owned\x07thon\x9b31m\u202eevil\r\nnext\tcol"
+    assert printable(evil) == "py[2J]0;ownedthon31mevil  next col"
+    tree = printable_tree({"na\x1bme": ["a\x07b", {"k": "\x00v"}], "n": 1.5, "none": None})
+    assert tree == {"name": ["ab", {"k": "v"}], "n": 1.5, "none": None}
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "shown"),
+    [
+        (25.54, "percent", "25.5 %"),
+        (6013.1, "seconds", "1 h 40 min"),
+        (3 * 86400 + 7200, "seconds", "3 d 2 h"),
+        (512, "bytes", "512 B"),
+        (1536, "bytes", "1.50 KiB"),
+        (27.4 * 2**30, "bytes", "27.4 GiB"),
+        (1023.9 * 2**20, "bytes", "1024 MiB"),
+        (12_582_912.0, "bytes/s", "12.0 MiB/s"),
+        (45.0, "celsius", "45.0 °C"),
+        (1200, "rpm", "1 200 rpm"),
+        (1.88, "tasks", "1.88"),
+        (3.5, "packets/s", "3.50 packets/s"),
+        (None, "bytes", "—"),
+        ("ext4", "text", "ext4"),
+    ],
+)
+def test_values_are_formatted_by_their_registry_unit(value: object, unit: str, shown: str) -> None:
+    assert format_value(value, unit) == shown
+
+
+def test_bars_and_sparklines() -> None:
+    assert bar(50, 10) == "█████     "
+    assert bar(100, 4) == "████" and bar(0, 4) == "    " and bar(None, 3) == "   "
+    assert bar(6.25, 2) == "▏ "  # one eighth of two cells
+    assert sparkline([0, 5, 10, None], 4) == "▁▅█ "
+    assert sparkline([1.0], 4) == "   █"
+
+
+FULL = {
+    "cpu": 40.0,
+    "memory": 60.0,
+    "disk": 45.3,
+    "cpu_per_core": [10.0, 70.0],
+    "cpu_times": {"user": 30.0, "system": 10.0, "idle": 60.0, "steal": 0.0},
+    "load": {"load1": 1.5, "load1_per_core": 0.75, "load5": 1.0, "load5_per_core": 0.5,
+             "load15": 0.5, "load15_per_core": 0.25},
+    "swap": {"total_bytes": 2**31, "used_bytes": 2**30, "percent": 50.0,
+             "sin_bytes_per_s": 0.0, "sout_bytes_per_s": 1024.0},
+    "net": {"rx_bytes_per_s": 2048.0, "tx_bytes_per_s": 1024.0,
+            "interfaces": {"eth0": {"rx_bytes_per_s": 2048.0, "tx_bytes_per_s": 1024.0},
+                           "idle0": {"rx_bytes_per_s": 0.0, "tx_bytes_per_s": 0.0}}},
+    "disk_io": {"read_bytes_per_s": None, "write_bytes_per_s": 4096.0, "devices": {}},
+    "mounts": {"/": {"device": "/dev/vda", "fstype": "ext4", "total_bytes": 100 * 2**30,
+                     "used_bytes": 40 * 2**30, "free_bytes": 60 * 2**30, "percent": 40.0}},
+    "temps": {"coretemp": {"Core 0": {"celsius": 55.0, "high": 80.0, "critical": None}}},
+    "fans": {},
+    "processes": {
+        "count": 90, "running": 2,
+        "top_cpu": [{"pid": 1, "name": "busy", "user": "u", "cpu_percent": 90.0,
+                     "memory_percent": 1.0, "rss_bytes": 10}],
+        "top_memory": [{"pid": 2, "name": "big", "user": "u", "cpu_percent": 1.0,
+                        "memory_percent": 50.0, "rss_bytes": 2**30},
+                       {"pid": 1, "name": "busy", "user": "u", "cpu_percent": 90.0,
+                        "memory_percent": 1.0, "rss_bytes": 10}],
+    },
+    "uptime": 6013.1,
+    "containers": [{"name": "db", "cpu_percent": 12.5, "memory_bytes": 2**29}],
+    "timestamp": "T",
+}  # fmt: skip
+
+
+def _panels(model: WatchModel) -> dict[str, list[tuple[str, str]]]:
+    return {p.key: [(line.label, line.value) for line in p.lines] for p in model.panels()}
+
+
+def test_every_group_renders_with_its_title_and_unit() -> None:
+    schema = Schema.from_registry()
+    model = WatchModel(schema)
+    model.connected()
+    assert model.receive(FULL, now=10.0)
+    panels = _panels(model)
+    assert panels["cpu"][:3] == [("CPU", "40.0 %"), ("core 0", "10.0 %"), ("core 1", "70.0 %")]
+    assert ("CPU time by mode", "user 30.0 %, system 10.0 %, idle 60.0 %") in panels["cpu"]
+    assert ("Load average", "1.50 1.00 0.50 (per core 0.75 0.50 0.25)") in panels["cpu"]
+    assert ("Swap", "1.00 GiB of 2.00 GiB (50.0 %)") in panels["memory"]
+    assert ("swapping", "in 0 B/s, out 1.00 KiB/s") in panels["memory"]
+    assert panels["net"] == [("rx", "2.00 KiB/s"), ("tx", "1.00 KiB/s"),
+                             ("eth0", "rx 2.00 KiB/s tx 1.00 KiB/s")]  # fmt: skip
+    assert panels["disk_io"] == [("read", "—"), ("write", "4.00 KiB/s")]
+    assert panels["temps"] == [("coretemp Core 0", "celsius 55.0 °C, high 80.0 °C, critical —")]
+    assert panels["fans"] == [("Fans", "none")]
+    mounts = next(p for p in model.panels() if p.key == "mounts")
+    assert mounts.table is not None
+    assert mounts.table.rows == (("/", "ext4", "40.0 GiB", "100 GiB", "60.0 GiB", "40.0 %"),)
+    assert model.status(now=10.0) == "live · uptime 1 h 40 min"  # a duration, not "6013.1 %"
+
+
+def test_unknown_groups_render_generically_from_their_shape() -> None:
+    model = WatchModel(Schema.from_registry())
+    model.receive(FULL, now=0.0)
+    schema_less = next(p for p in model.panels() if p.key == "containers")
+    assert schema_less.table is not None  # not in this registry: units from the key names
+    assert schema_less.table.columns == ("name", "cpu", "memory")
+    assert schema_less.table.rows == (("db", "12.5 %", "512 MiB"),)
+    served = Schema.from_json({"groups": {"containers": {"title": "Containers", "metrics": [
+        {"path": "containers.*.cpu_percent", "unit": "percent"},
+        {"path": "containers.*.name", "unit": "text"},
+        {"path": "containers.*.memory_bytes", "unit": "bytes"}]}}})  # fmt: skip
+    model = WatchModel(served)
+    model.receive(FULL, now=0.0)
+    panel = next(p for p in model.panels() if p.key == "containers")
+    assert panel.title == "Containers"
+    assert panel.table is not None and panel.table.rows == (("db", "12.5 %", "512 MiB"),)
+
+
+def test_memory_detail_shows_units_beside_the_percent() -> None:
+    model = WatchModel(Schema.from_registry())
+    detail = {"total_bytes": 8 * 2**30, "used_bytes": 2 * 2**30, "cached_bytes": 3 * 2**30,
+              "available_bytes": 5 * 2**30}  # fmt: skip
+    model.receive({"memory": 25.0, "memory_detail": detail, "timestamp": "T"}, now=0.0)
+    assert _panels(model)["memory"][:3] == [
+        ("Memory", "2.00 GiB of 8.00 GiB (25.0 %)"),
+        ("cached", "3.00 GiB"),
+        ("available", "5.00 GiB"),
+    ]
+
+
+def test_processes_sort_and_filter() -> None:
+    model = WatchModel(Schema.from_registry())
+    model.receive(FULL, now=0.0)
+    assert [row["name"] for row in model.processes()] == ["busy", "big"]
+    model.sort = "memory"
+    assert [row["name"] for row in model.processes()] == ["big", "busy"]
+    model.filter = "BIG"
+    assert [row["name"] for row in model.processes()] == ["big"]
+    panel = next(p for p in model.panels() if p.key == "processes")
+    assert panel.lines[0].value == "90, 2 running; by memory, matching 'BIG'"
+
+
+def test_failures_stale_values_and_refusal_in_the_status() -> None:
+    model = WatchModel(Schema.from_registry())
+    model.connected()
+    model.receive({"cpu": 5.0, "disk": None, "timestamp": "T", "errors": {"disk": "gone"}}, 100.0)
+    assert ("Disk", "gone") in _panels(model)["mounts"]
+    assert not model.stale and model.status(101.0) == "live"
+    model.disconnected("ConnectionRefusedError", 2.0, now=103.0)
+    assert model.stale and model.state is ConnectionState.RETRYING
+    assert model.status(104.0) == (
+        "disconnected · last update 4.0 s ago · retrying in 1 s (ConnectionRefusedError)"
+    )
+    model.refused("not found (404)")
+    assert model.status(104.0).startswith("refused · not found (404)")
+    model.receive({"cpu": None, "timestamp": "T2", "errors": {"cpu": "timed out"}}, 104.5)
+    assert model.message["cpu"] == 5.0 and ("CPU", "timed out") in _panels(model)["cpu"]
+    model.receive({"error": "Metric collection failed: x", "timestamp": "T"}, 105.0)
+    assert model.error() == "Metric collection failed: x"
+
+
+def test_alert_events_keep_an_active_list() -> None:
+    model = WatchModel(Schema.from_registry())
+    firing = {"type": "alert", "kind": "firing", "rule": "cpu_high", "severity": "warning",
+              "labels": {"host": "web1"}, "summary": "CPU above 90 %"}  # fmt: skip
+    assert not model.receive({"type": "alerts", "active": [firing]}, 0.0)
+    panel = model.panels()[0]
+    assert panel.key == "alerts" and panel.table is not None
+    assert panel.table.rows == (("warning", "cpu_high", "host=web1", "CPU above 90 %"),)
+    model.receive({**firing, "kind": "resolved"}, 1.0)
+    assert all(p.key != "alerts" for p in model.panels())

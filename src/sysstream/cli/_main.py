@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from types import UnionType
 from typing import Any, Literal, NoReturn, Union, get_args, get_origin
@@ -14,16 +15,17 @@ import click
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings
 from rich.console import Console
-from websockets.exceptions import InvalidURI
-from websockets.uri import parse_uri
+from websockets.exceptions import WebSocketException
 
 from .._settings import Directory, ModelT, Settings, SettingsError, validated
 from .._version import __version__
 from ..alerts import load_rule_file
 from ..fleet import AgentSettings, run_agent
-from ..sansio import RuleError
+from ..sansio import EndpointError, RuleError, parse_endpoint
 from ..web import ServeError, run_server
-from ._watch import DEFAULT_URL, watch
+from ._watch import Refused, describe_failure, print_lines
+from ._watch import once as watch_once
+from ._watch_app import WatchApp
 
 __all__ = ["main"]
 
@@ -200,16 +202,46 @@ async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
 
 
 @cli.command(name="watch")
-@click.argument("url", default=DEFAULT_URL)
+@click.argument("url", default="127.0.0.1:54112")
+@click.option("--host", "host", help="A fleet host to watch on the hub at URL (see `h`).")
+@click.option(
+    "--token",
+    envvar="SYSSTREAM_TOKEN",
+    help="Bearer token, if the server wants one. [env SYSSTREAM_TOKEN]",
+)
+@click.option("--once", is_flag=True, help="Print one plain-text snapshot and exit.")
 @click.option("--count", type=click.IntRange(min=1), help="Exit after this many messages.")
-def watch_command(url: str, count: int | None) -> None:
-    """Show the live stream at URL in the terminal; reconnects when the server goes away."""
+def watch_command(
+    url: str, host: str | None, token: str | None, once: bool, count: int | None
+) -> None:
+    """Watch the server at URL: a full-screen dashboard in a terminal, one line per message
+    when piped. URL is ws://, http:// or host:port (default 127.0.0.1:54112); a fleet hub
+    lists its hosts. Keys: q quit, p/space pause, c/m sort processes, / filter, h hosts."""
     try:
-        parse_uri(url)
-    except InvalidURI as exc:
-        _fail(f"expected a ws:// or wss:// URL, got {url!r} ({exc})")
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(watch(url, count=count, console=Console()))
+        endpoint = parse_endpoint(url, host)
+    except EndpointError as exc:
+        _fail(str(exc))
+    try:
+        if once:
+            asyncio.run(watch_once(endpoint, token, Console()))
+        elif sys.stdout.isatty():
+            app = WatchApp(endpoint, token, count=count, fleet=True if host else None)
+            app.run()
+            if app.refusal is not None:
+                _stop(app.refusal)
+        else:
+            with contextlib.suppress(KeyboardInterrupt):
+                asyncio.run(print_lines(endpoint, token, count))
+    except Refused as exc:
+        _stop(str(exc))
+    except (OSError, TimeoutError, WebSocketException) as exc:
+        _stop(f"cannot reach {endpoint.shown}: {describe_failure(exc)}")
+
+
+def _stop(message: str) -> NoReturn:
+    """The server refused: one line on stderr and exit status 1 (2 is for bad input)."""
+    click.echo(f"sysstream: {message}", err=True)
+    raise SystemExit(1)
 
 
 def main() -> None:

@@ -31,11 +31,19 @@ from ._docker import (
     parse_docker_host,
     parse_engine_time,
 )
+from ._endpoint import (
+    Endpoint,
+    EndpointError,
+    parse_endpoint,
+    refusal_for_close,
+    refusal_for_status,
+)
 from ._fanout import Offer, Outbox, OutboxState
 from ._frames import FrameBoundary, frame_header
 from ._hosts import MISSED_INTERVALS, HostRecord, HostStatus
 from ._messages import encode_error, encode_json, encode_sample, format_timestamp, text_frame
 from ._origins import OriginPolicy, parse_origin_pattern
+from ._printable import printable, printable_tree
 from ._process_query import PROCESS_LIST_MAX, ProcessQuery, parse_process_query, select_processes
 from ._ratelimit import CONTROL_BURST, CONTROL_RATE, ControlRateLimit
 from ._rates import CounterRate, CpuUsage, RateTable, round_rate
@@ -60,6 +68,8 @@ from ._rules import (
 from ._schedule import TickSchedule
 from ._session import POLICY_VIOLATION, Close, ControlSession, Reply
 from ._silences import Silence, SilenceError, Silences, parse_silence
+from ._units import bar, format_bytes, format_duration, format_value, sparkline
+from ._watchview import ConnectionState, Line, Panel, Schema, Table, WatchModel
 from ._wire import (
     HOSTS_KEY,
     RESERVED_HOST_ID,
@@ -100,6 +110,7 @@ __all__ = [
     "CgroupReading",
     "Close",
     "Comparison",
+    "ConnectionState",
     "ContainerInfo",
     "ContainerMeter",
     "ControlError",
@@ -109,35 +120,43 @@ __all__ = [
     "CpuUsage",
     "Destination",
     "DestinationKind",
+    "Endpoint",
+    "EndpointError",
     "EventAction",
     "EventKind",
     "FrameBoundary",
     "HostRecord",
     "HostStatus",
+    "Line",
     "LineBuffer",
     "Offer",
     "OriginPolicy",
     "Outbox",
     "OutboxState",
+    "Panel",
     "ProcessQuery",
     "RateTable",
     "Reply",
     "Rule",
     "RuleError",
     "RuleSet",
+    "Schema",
     "Severity",
     "Silence",
     "SilenceError",
     "Silences",
     "Summary",
+    "Table",
     "Threshold",
     "Tick",
     "TickSchedule",
     "View",
+    "WatchModel",
     "Window",
     "WireError",
     "alertable_metrics",
     "backlog_key",
+    "bar",
     "bucket_start",
     "check_host_id",
     "check_redis_url",
@@ -153,7 +172,10 @@ __all__ = [
     "encode_tick",
     "event_action",
     "fingerprint",
+    "format_bytes",
+    "format_duration",
     "format_timestamp",
+    "format_value",
     "frame_header",
     "host_of_channel",
     "memory_limit",
@@ -163,6 +185,7 @@ __all__ = [
     "parse_cgroup_paths",
     "parse_docker_host",
     "parse_duration",
+    "parse_endpoint",
     "parse_engine_time",
     "parse_fields",
     "parse_history",
@@ -176,9 +199,14 @@ __all__ = [
     "parse_rule_text",
     "parse_rules",
     "parse_silence",
+    "printable",
+    "printable_tree",
     "redact_url",
+    "refusal_for_close",
+    "refusal_for_status",
     "round_rate",
     "select_processes",
+    "sparkline",
     "stat_value",
     "text_frame",
     "ticks_channel",

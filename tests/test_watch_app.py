@@ -1,0 +1,258 @@
+"""``sysstream watch`` end to end: the Textual app driven by its pilot in a virtual terminal,
+and the command in real processes, against real servers on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from textual.pilot import Pilot
+from textual.widgets import OptionList, Static
+
+from sysstream.cli._watch_app import HostPicker, WatchApp
+from sysstream.sansio import ConnectionState, parse_endpoint
+
+from .conftest import RunningServer, start_server, stop_server
+from .test_fleet import agent, wait_for_status
+
+TOKEN = "s3cret-token-of-32-characters-xx"
+Factory = Callable[..., RunningServer]
+
+
+def screen_text(app: WatchApp) -> str:
+    """What the terminal shows, as text (the way ``App.export_screenshot`` renders it)."""
+    width, height = app.size
+    console = Console(width=width, height=height, file=io.StringIO(), record=True)
+    console.print(app.screen._compositor.render_update(full=True))
+    return console.export_text()
+
+
+def panel_text(app: WatchApp, key: str) -> str:
+    """One panel's content, rendered at its width (panels below the fold included)."""
+    widget = app.query_one(f"#{key}", Static)
+    console = Console(width=max(widget.size.width, 40), file=io.StringIO(), record=True)
+    console.print(widget.content)
+    return console.export_text()
+
+
+async def until(condition: Callable[[], Any], pilot: Pilot[Any], timeout: float = 15) -> None:
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await pilot.pause(0.05)
+
+
+def has_processes(app: WatchApp) -> bool:
+    return isinstance(app.model.message.get("processes"), dict)
+
+
+async def test_every_group_renders_with_full_labels_at_80x24(server_factory: Factory) -> None:
+    server = server_factory(interval=0.5)  # the process walk is timed out at half a tick
+    app = WatchApp(parse_endpoint(server.http_url))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: has_processes(app) and app.model.received >= 3, pilot)
+        await pilot.pause(0.1)
+        screen = screen_text(app)
+        assert f"127.0.0.1:{server.port}  live · uptime " in screen
+        for label in ("CPU", "core 0", "CPU time by mode", "Load average", "Memory", "Swap",
+                      "Network", "Disk I/O", "Processes", "rx", "tx", "read", "write"):  # fmt: skip
+            assert label in screen, label
+        assert "unavailable" not in screen and "…" not in screen.split("Processes")[0]
+        assert " q Quit " in screen and " p Pause " in screen and " / Filter " in screen
+        uptime = screen.split("uptime ")[1].split("\n")[0]
+        assert "%" not in uptime and ("min" in uptime or " h " in uptime or " d " in uptime)
+        mounts = panel_text(app, "mounts")
+        assert "Disk" in mounts and "mount" in mounts and "\n/ " in mounts
+        assert "GiB" in mounts or "MiB" in mounts
+        processes = panel_text(app, "processes")
+        assert "by CPU (100 % = one core)" in processes and "command" in processes
+
+
+async def test_pause_holds_the_screen_until_resumed(server: RunningServer) -> None:
+    app = WatchApp(parse_endpoint(server.http_url))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await until(lambda: app.model.received >= 2, pilot)
+        await pilot.press("p")
+        assert app.model.paused
+        held = app.query_one("#cpu", Static).content
+        seen = app.model.received
+        await until(lambda: app.model.received >= seen + 3, pilot)  # ticks keep arriving
+        assert app.query_one("#cpu", Static).content is held
+        assert "paused · last update" in screen_text(app)
+        await pilot.press("space")
+        assert not app.model.paused
+        await until(lambda: app.query_one("#cpu", Static).content is not held, pilot)
+        assert "paused" not in screen_text(app)
+
+
+async def test_processes_sort_and_filter_from_the_keyboard(server_factory: Factory) -> None:
+    server = server_factory(interval=0.5)  # the process walk is timed out at half a tick
+    app = WatchApp(parse_endpoint(server.http_url))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await until(lambda: len(app.model.processes()) >= 2, pilot)
+        await pilot.press("m")
+        assert app.model.sort == "memory"
+        rss = [row["rss_bytes"] for row in app.model.processes()]
+        assert rss == sorted(rss, reverse=True) and len(rss) >= 2
+        assert "by memory" in panel_text(app, "processes")
+        name = str(app.model.processes()[0]["name"])
+        await pilot.press("slash")
+        await pilot.press(*name, "enter")
+        assert app.model.filter == name
+        rows = app.model.processes()
+        assert rows and all(
+            name.lower() in str(r.get("cmdline") or r["name"]).lower() for r in rows
+        )
+        assert f"matching {name!r}" in panel_text(app, "processes")
+        await pilot.press("escape")
+        assert app.model.filter == ""
+        await pilot.press("c")
+        cpu = [row["cpu_percent"] for row in app.model.processes()]
+        assert cpu == sorted(cpu, reverse=True)
+
+
+async def test_stale_values_dim_while_disconnected_and_recover() -> None:
+    running = start_server(interval=0.2)
+    port = running.port
+    app = WatchApp(parse_endpoint(running.http_url))
+    try:
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(lambda: app.model.received >= 2, pilot)
+            await asyncio.to_thread(stop_server, running)
+            await until(lambda: app.model.state is ConnectionState.RETRYING, pilot)
+            await pilot.pause(1.1)  # the status line ticks once a second
+            screen = screen_text(app)
+            assert "disconnected · last update 1" in screen and "retrying in" in screen
+            assert app.query_one("#body").has_class("stale")
+            running = start_server(interval=0.2, port=port)
+            seen = app.model.received
+            await until(lambda: app.model.received > seen, pilot, timeout=20)
+            assert app.model.state is ConnectionState.LIVE
+            assert not app.query_one("#body").has_class("stale")
+    finally:
+        stop_server(running)
+
+
+async def test_a_wrong_token_stops_with_one_line(server_factory: Factory) -> None:
+    server = server_factory(interval=0.2, token=TOKEN)
+    app = WatchApp(parse_endpoint(server.http_url), token="wrong-token-but-long-enough")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: app.return_code is not None, pilot)
+    assert app.return_code == 1
+    assert app.refusal is not None and app.refusal.startswith("the server wants a token")
+    app = WatchApp(parse_endpoint(server.http_url), token=TOKEN)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(lambda: app.model.received >= 1, pilot)
+
+
+async def test_narrow_terminals_stack_panels_and_keep_labels(server: RunningServer) -> None:
+    app = WatchApp(parse_endpoint(server.http_url))
+    async with app.run_test(size=(50, 40)) as pilot:
+        await until(lambda: app.model.received >= 2, pilot)
+        await pilot.pause(0.2)
+        assert app.screen.has_class("narrow")
+        cpu, memory = app.query_one("#cpu"), app.query_one("#memory")
+        assert memory.region.y > cpu.region.y and cpu.region.width == memory.region.width
+        screen = screen_text(app)
+        assert "CPU time by mode" in screen and "Load average" in screen
+
+
+async def test_fleet_hub_lists_hosts_and_switches(redis_url: str, server_factory: Factory) -> None:
+    hub = server_factory(redis_url=redis_url, interval=0.2, history_seconds=60)
+    async with agent(redis_url, "web1"), agent(redis_url, "db1"):
+        await wait_for_status(hub, {"web1": "online", "db1": "online"})
+        app = WatchApp(parse_endpoint(hub.http_url))
+        async with app.run_test(size=(100, 40)) as pilot:
+            await until(lambda: isinstance(app.screen, HostPicker), pilot)
+            picker = app.screen.query_one(OptionList)
+            ids = [picker.get_option_at_index(i).id for i in range(picker.option_count)]
+            assert ids[1:] == ["db1", "web1"]
+            picker.highlighted = ids.index("web1")
+            await pilot.press("enter")
+            await until(lambda: app.endpoint.host == "web1" and app.model.received >= 2, pilot)
+            assert f"web1 @ 127.0.0.1:{hub.port}  live" in screen_text(app)
+            await pilot.press("h")
+            await until(lambda: isinstance(app.screen, HostPicker), pilot)
+            picker = app.screen.query_one(OptionList)
+            picker.highlighted = ids.index("db1")
+            await pilot.press("enter")
+            await until(lambda: app.endpoint.host == "db1" and app.model.received >= 1, pilot)
+        app = WatchApp(parse_endpoint(hub.http_url, "nope"), fleet=True)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(lambda: app.return_code is not None, pilot)
+        assert app.refusal == "not found (404): no such stream or unknown host: unknown host 'nope'"
+
+
+async def test_control_characters_from_the_server_never_reach_the_screen(
+    server_factory: Factory,
+) -> None:
+    server = server_factory(interval=0.5)
+    # A busy process renames itself with an escape sequence (comm: 15 bytes at most).
+    rename = "open('/proc/self/comm', 'w').write('ev\\x1b[2Jil\\x07')\nwhile 1: pass"
+    spinner = await asyncio.create_subprocess_exec(sys.executable, "-c", rename)
+    try:
+        app = WatchApp(parse_endpoint(server.http_url))
+        async with app.run_test(size=(120, 50)) as pilot:
+            await pilot.press("slash")
+            await pilot.press(*"ev", "enter")
+            await until(lambda: any(r["pid"] == spinner.pid for r in app.model.processes()), pilot)
+            row = next(r for r in app.model.processes() if r["pid"] == spinner.pid)
+            assert row["name"] == "ev[2Jil"
+            shown = panel_text(app, "processes")
+            assert "ev[2Jil" in shown and "\x1b" not in shown and "\x07" not in shown
+    finally:
+        spinner.kill()
+        await asyncio.wait_for(spinner.wait(), 5)
+
+
+def watch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sysstream", "watch", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "80", **(env or {})},
+        check=False,
+    )
+
+
+async def test_once_prints_a_plain_snapshot(server_factory: Factory) -> None:
+    server = server_factory(interval=0.2, token=TOKEN)
+    address = f"127.0.0.1:{server.port}"
+    result = await asyncio.to_thread(watch, address, "--once", env={"SYSSTREAM_TOKEN": TOKEN})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert out.startswith(f"{address}  live · uptime ")
+    for title in ("CPU", "CPU time by mode", "Memory", "Network", "Disk I/O", "Filesystems",
+                  "Processes"):  # fmt: skip
+        assert f"\n{title}" in out, title
+    assert "\x1b" not in out and max(len(line) for line in out.splitlines()) <= 80
+    refused = await asyncio.to_thread(watch, f"http://{address}/", "--once", "--token", "x" * 20)
+    assert refused.returncode == 1 and refused.stdout == ""
+    assert refused.stderr.startswith("sysstream: the server wants a token")
+    assert refused.stderr.count("\n") == 1
+
+
+def test_once_on_a_closed_port_fails_with_one_line() -> None:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    result = watch(f"127.0.0.1:{port}", "--once")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"sysstream: cannot reach 127.0.0.1:{port}")
+    assert result.stderr.count("\n") == 1
+
+
+def test_bad_urls_fail_with_one_line() -> None:
+    result = watch("ftp://example.invalid/")
+    assert result.returncode == 2
+    assert result.stderr == (
+        "sysstream: expected a ws://, wss://, http:// or https:// URL, got 'ftp://example.invalid/'\n"
+    )
