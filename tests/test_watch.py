@@ -263,11 +263,20 @@ def test_failures_stale_values_and_refusal_in_the_status() -> None:
 
 def test_alert_events_keep_an_active_list() -> None:
     model = WatchModel(Schema.from_registry())
-    firing = {"type": "alert", "kind": "firing", "rule": "cpu_high", "severity": "warning",
-              "labels": {"host": "web1"}, "summary": "CPU above 90 %"}  # fmt: skip
-    assert not model.receive({"type": "alerts", "active": [firing]}, 0.0)
+    active = {"rule": "cpu", "state": "firing", "severity": "warning", "labels": {"host": "web1"},
+              "value": 93.1, "threshold": 90, "summary": "CPU busy", "fingerprint": "f1"}  # fmt: skip
+    assert not model.receive({"type": "alerts", "active": [active], "timestamp": "T"}, 0.0)
     panel = model.panels()[0]
     assert panel.key == "alerts" and panel.table is not None
-    assert panel.table.rows == (("warning", "cpu_high", "host=web1", "CPU above 90 %"),)
-    model.receive({**firing, "kind": "resolved"}, 1.0)
+    assert panel.table.rows == (("warning", "firing", "cpu", "host=web1", "93.1 / 90", "CPU busy"),)
+    pending = {"type": "alert", "event": "pending", "rule": "load", "labels": {}, "severity": None,
+               "value": 3.0, "threshold": 2, "summary": "", "fingerprint": "f2"}  # fmt: skip
+    model.receive(pending, 1.0)
+    table = model.panels()[0].table
+    assert table is not None and [row[1:3] for row in table.rows] == [
+        ("firing", "cpu"),
+        ("pending", "load"),
+    ]
+    model.receive({**active, "type": "alert", "event": "resolved"}, 2.0)
+    model.receive({**pending, "event": "cancelled"}, 3.0)
     assert all(p.key != "alerts" for p in model.panels())

@@ -256,3 +256,19 @@ def test_bad_urls_fail_with_one_line() -> None:
     assert result.stderr == (
         "sysstream: expected a ws://, wss://, http:// or https:// URL, got 'ftp://example.invalid/'\n"
     )
+
+
+async def test_active_alerts_are_shown(server_factory: Factory, tmp_path: Any) -> None:
+    rules = tmp_path / "alerts.toml"
+    rules.write_text(
+        'builtin = false\n[rules.uptime_up]\nmetric = "uptime"\nop = ">"\nwarning = 1\n'
+        'summary = "the host is up"\n'
+    )
+    server = server_factory(interval=0.2, alerts=str(rules))
+    app = WatchApp(parse_endpoint(server.http_url))
+    async with app.run_test(size=(100, 40)) as pilot:
+        await until(lambda: not app.query_one("#alerts").has_class("hidden"), pilot)
+        shown = panel_text(app, "alerts")
+        assert "warning" in shown and "firing" in shown and "uptime_up" in shown
+        assert "the host is up" in shown
+        assert app.query_one("#alerts").border_title == "Active alerts"

@@ -201,9 +201,9 @@ class WatchModel:
                 if isinstance(alert, dict):
                     self.alerts[_alert_key(alert)] = alert
             return False
-        if kind == "alert":
+        if kind == "alert":  # a transition: pending, cancelled, firing, repeat, resolved
             key = _alert_key(message)
-            if str(message.get("kind", message.get("state", ""))) in ("resolved", "inactive"):
+            if message.get("event") in ("resolved", "cancelled"):
                 self.alerts.pop(key, None)
             elif key in self.alerts or len(self.alerts) < MAX_ALERTS:
                 self.alerts[key] = message
@@ -467,18 +467,24 @@ class WatchModel:
         rows = []
         for alert in self.alerts.values():
             labels = alert.get("labels")
-            where = (
-                ", ".join(f"{k}={v}" for k, v in labels.items()) if isinstance(labels, dict) else ""
-            )
+            pairs = labels.items() if isinstance(labels, dict) else ()
+            value, threshold = alert.get("value"), alert.get("threshold")
+            measured = "" if value is None else f"{value:g}" if _number(value) else str(value)
+            if measured and threshold is not None:
+                measured += f" / {threshold}"
+            state = alert.get("state") or alert.get("event") or ""
             rows.append(
                 (
                     str(alert.get("severity") or ""),
-                    str(alert.get("rule") or alert.get("name") or ""),
-                    where,
-                    str(alert.get("summary") or alert.get("value") or ""),
+                    str(state),
+                    str(alert.get("rule") or ""),
+                    ", ".join(f"{k}={v}" for k, v in pairs),
+                    measured,
+                    str(alert.get("summary") or ""),
                 )
             )
-        table = Table(("severity", "alert", "on", "summary"), tuple(rows), (False,) * 4)
+        columns = ("severity", "state", "alert", "on", "value", "summary")
+        table = Table(columns, tuple(rows), (False, False, False, False, True, False))
         return Panel("alerts", "Active alerts", (), table)
 
     def _generic(self, group: str) -> Panel:
@@ -541,6 +547,8 @@ def _table(schema: Schema, group: str, items: list[tuple[str, Any]], *, index: b
 
 
 def _alert_key(alert: dict[str, Any]) -> str:
+    if isinstance(fingerprint := alert.get("fingerprint"), str):
+        return fingerprint
     labels = alert.get("labels")
     shown = sorted(labels.items()) if isinstance(labels, dict) else []
     return f"{alert.get('rule') or alert.get('name')}|{shown}"
