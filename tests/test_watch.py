@@ -263,8 +263,9 @@ def test_failures_stale_values_and_refusal_in_the_status() -> None:
 
 def test_alert_events_keep_an_active_list() -> None:
     model = WatchModel(Schema.from_registry())
-    active = {"rule": "cpu", "state": "firing", "severity": "warning", "labels": {"host": "web1"},
-              "value": 93.1, "threshold": 90, "summary": "CPU busy", "fingerprint": "f1"}  # fmt: skip
+    active = {"rule": "cpu", "state": "firing", "severity": "warning",
+              "labels": {"host": "web1"}, "value": 93.1, "threshold": 90,
+              "summary": "CPU busy", "fingerprint": "f1"}  # fmt: skip
     assert not model.receive({"type": "alerts", "active": [active], "timestamp": "T"}, 0.0)
     panel = model.panels()[0]
     assert panel.key == "alerts" and panel.table is not None
