@@ -186,7 +186,8 @@ def test_every_group_renders_with_its_title_and_unit() -> None:
     panels = _panels(model)
     assert panels["cpu"][:3] == [("CPU", "40.0 %"), ("core 0", "10.0 %"), ("core 1", "70.0 %")]
     assert ("CPU time by mode", "user 30.0 %, system 10.0 %, idle 60.0 %") in panels["cpu"]
-    assert ("Load average", "1.50 1.00 0.50 (per core 0.75 0.50 0.25)") in panels["cpu"]
+    assert ("Load average", "1.50 1.00 0.50") in panels["cpu"]
+    assert ("per core", "0.75 0.50 0.25") in panels["cpu"]
     assert ("Swap", "1.00 GiB of 2.00 GiB (50.0 %)") in panels["memory"]
     assert ("swapping", "in 0 B/s, out 1.00 KiB/s") in panels["memory"]
     assert panels["net"] == [("rx", "2.00 KiB/s"), ("tx", "1.00 KiB/s"),

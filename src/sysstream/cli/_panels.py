@@ -58,9 +58,10 @@ def _lines(lines: tuple[Line, ...], width: int) -> Group:
                 current.add_column(overflow="fold", ratio=1)
             current_graphed = has_graphic
             runs.append(current)
+        shown = line.value if has_graphic else _fill(line.value, width - label_width - 1)
         cells: list[RenderableType] = [
             Text(line.label),
-            Text(line.value, style="red" if line.problem else ""),
+            Text(shown, style="red" if line.problem else ""),
         ]
         if has_graphic and line.percent is not None:
             cells.append(Text(bar(line.percent, graphic_width), style=level_style(line.percent)))
@@ -68,6 +69,20 @@ def _lines(lines: tuple[Line, ...], width: int) -> Group:
             cells.append(Text(sparkline(list(line.trend), graphic_width), style="cyan"))
         current.add_row(*cells)
     return Group(*runs)
+
+
+def _fill(value: str, width: int) -> str:
+    """``value``'s comma-separated items on as few lines as fit ``width``, broken only between
+    items (``system 11.3 %`` never splits from its unit); an item wider than a line folds."""
+    lines: list[str] = []
+    for item in value.split(", "):
+        if lines and len(lines[-1]) + 2 + len(item) <= width:
+            lines[-1] += ", " + item
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.append(item)
+    return "\n".join(lines)
 
 
 def _table(panel: Panel) -> RichTable:

@@ -13,6 +13,7 @@ The app owns no logic of its own: the stream's events go to a
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Any, ClassVar
 
@@ -20,6 +21,7 @@ from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.css.query import NoMatches
 from textual.events import Resize
 from textual.screen import ModalScreen
 from textual.widgets import Footer, Input, OptionList, Static
@@ -139,6 +141,7 @@ class WatchApp(App[None]):
         yield Footer()
 
     async def on_mount(self) -> None:
+        self.query_one("#body").focus()  # arrows and page keys scroll when it does not fit
         self.set_interval(1.0, self.show_status)
         self.start(self.endpoint)
         if self.fleet is None and not self.endpoint.explicit_path:
@@ -189,11 +192,17 @@ class WatchApp(App[None]):
 
     def show_status(self) -> None:
         status = render_status(self.model, self.endpoint.shown, time.monotonic())
-        self.query_one("#status", Static).update(status)
-        self.query_one("#body").set_class(self.model.stale, "stale")
+        # A timer can fire while the app exits, its screen gone: nothing to draw on then.
+        with contextlib.suppress(NoMatches):
+            self.query_one("#status", Static).update(status)
+            self.query_one("#body").set_class(self.model.stale, "stale")
 
     def show(self) -> None:
         """Redraw every panel from the model (not while paused: the screen holds still)."""
+        with contextlib.suppress(NoMatches):  # the app is exiting: nothing left to draw on
+            self._show()
+
+    def _show(self) -> None:
         self.show_status()
         stale = self.model.stale
         panels = {panel.key: panel for panel in self.model.panels()}
@@ -215,7 +224,8 @@ class WatchApp(App[None]):
         if panel is None:
             return
         widget.border_title = panel.title
-        width = max(widget.size.width or self.size.width // 2, 20) - 4
+        # Before its first layout a widget has no size yet: guess half the screen.
+        width = max(widget.content_size.width or (self.size.width // 2 - 4), 16)
         widget.update(render_panel(panel, width, stale=stale))
 
     def on_resize(self, event: Resize) -> None:
@@ -242,7 +252,7 @@ class WatchApp(App[None]):
     def filter_submitted(self, event: Input.Submitted) -> None:
         self.model.filter = printable(event.value)[:100]
         event.input.add_class("hidden")
-        self.set_focus(None)
+        self.query_one("#body").focus()
         self.show()
 
     def action_clear_filter(self) -> None:
@@ -250,7 +260,7 @@ class WatchApp(App[None]):
         box.value = ""
         box.add_class("hidden")
         self.model.filter = ""
-        self.set_focus(None)
+        self.query_one("#body").focus()
         self.show()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

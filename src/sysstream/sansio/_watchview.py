@@ -315,7 +315,8 @@ class WatchModel:
                 self.schema.format(f"load.load{m}_per_core", load.get(f"load{m}_per_core"))
                 for m in (1, 5, 15)
             )
-            lines.append(Line(self.schema.title("load"), f"{averages} (per core {per_core})"))
+            lines.append(Line(self.schema.title("load"), averages))
+            lines.append(Line("per core", per_core))
         lines += self._lines("cpu", "cpu_per_core", "cpu_times", "load")
         return Panel("cpu", self.schema.title("cpu"), tuple(lines))
 
