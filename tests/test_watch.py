@@ -169,7 +169,11 @@ FULL = {
                         "memory_percent": 1.0, "rss_bytes": 10}],
     },
     "uptime": 6013.1,
-    "containers": [{"name": "db", "cpu_percent": 12.5, "memory_bytes": 2**29}],
+    "queues": [{"name": "db", "cpu_percent": 12.5, "memory_bytes": 2**29}],
+    "containers": {"3f2a": {"name": "web", "state": "running", "health": "healthy",
+                            "cpu_percent": 50.0, "memory_bytes": 2**28, "memory_percent": 5.0,
+                            "net_rx_bytes_per_s": 1024.0, "net_tx_bytes_per_s": 0.0,
+                            "block_read_bytes_per_s": None, "block_write_bytes_per_s": 0.0}},
     "timestamp": "T",
 }  # fmt: skip
 
@@ -204,19 +208,31 @@ def test_every_group_renders_with_its_title_and_unit() -> None:
 def test_unknown_groups_render_generically_from_their_shape() -> None:
     model = WatchModel(Schema.from_registry())
     model.receive(FULL, now=0.0)
-    schema_less = next(p for p in model.panels() if p.key == "containers")
+    schema_less = next(p for p in model.panels() if p.key == "queues")
     assert schema_less.table is not None  # not in this registry: units from the key names
     assert schema_less.table.columns == ("name", "cpu", "memory")
     assert schema_less.table.rows == (("db", "12.5 %", "512 MiB"),)
-    served = Schema.from_json({"groups": {"containers": {"title": "Containers", "metrics": [
-        {"path": "containers.*.cpu_percent", "unit": "percent"},
-        {"path": "containers.*.name", "unit": "text"},
-        {"path": "containers.*.memory_bytes", "unit": "bytes"}]}}})  # fmt: skip
+    served = Schema.from_json({"groups": {"queues": {"title": "Queues", "metrics": [
+        {"path": "queues.*.cpu_percent", "unit": "percent"},
+        {"path": "queues.*.name", "unit": "text"},
+        {"path": "queues.*.memory_bytes", "unit": "bytes"}]}}})  # fmt: skip
     model = WatchModel(served)
     model.receive(FULL, now=0.0)
-    panel = next(p for p in model.panels() if p.key == "containers")
-    assert panel.title == "Containers"
+    panel = next(p for p in model.panels() if p.key == "queues")
+    assert panel.title == "Queues"
     assert panel.table is not None and panel.table.rows == (("db", "12.5 %", "512 MiB"),)
+
+
+def test_containers_show_what_docker_stats_shows() -> None:
+    model = WatchModel(Schema.from_registry())
+    model.receive(FULL, now=0.0)
+    panel = next(p for p in model.panels() if p.key == "containers")
+    assert panel.title == "Containers" and panel.table is not None
+    assert panel.table.rows == (
+        ("web", "running (healthy)", "50.0 %", "256 MiB 5.0 %", "1.00 KiB/s 0 B/s", "— 0 B/s"),
+    )
+    model.receive({"containers": {}, "timestamp": "T"}, now=1.0)
+    assert _panels(model)["containers"] == [("Containers", "none running")]
 
 
 def test_memory_detail_shows_units_beside_the_percent() -> None:

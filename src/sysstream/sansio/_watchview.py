@@ -22,7 +22,7 @@ __all__ = ["ConnectionState", "Line", "Panel", "Schema", "Table", "WatchModel"]
 
 # Groups with a panel of their own; every other group the schema lists gets a generic one.
 _SPECIAL = ("cpu", "cpu_per_core", "cpu_times", "load", "memory", "memory_detail", "swap", "net",
-            "disk_io", "disk", "mounts", "processes", "uptime")  # fmt: skip
+            "disk_io", "disk", "mounts", "processes", "uptime", "containers")  # fmt: skip
 TREND_POINTS = 120
 TOP_ROWS = 10
 MAX_ALERTS = 50
@@ -264,6 +264,7 @@ class WatchModel:
             self._rates("disk_io", "read", "write"),
             self._mounts(),
             self._processes(),
+            self._containers(),
         ]
         if self.alerts:
             panels.insert(0, self._alerts())
@@ -463,6 +464,41 @@ class WatchModel:
         columns = ("pid", "user", "cpu", "mem", "rss", "command")
         table = Table(columns, tuple(rows), (True, False, True, True, True, False))
         return Panel("processes", self.schema.title("processes"), tuple(lines), table)
+
+    def _containers(self) -> Panel:
+        """One row per container: what ``docker stats`` shows, in the schema's units."""
+        value = self.message.get("containers")
+        lines = self._lines("containers")
+        title = self.schema.title("containers")
+        if isinstance(value, dict) and not value:
+            return Panel("containers", title, (Line(title, "none running"), *lines))
+        if not isinstance(value, dict):
+            return Panel("containers", title, tuple(lines))
+        rows = []
+        for short_id, item in value.items():
+            if not isinstance(item, dict):
+                continue
+            base = f"containers.{short_id}"
+
+            def shown(key: str, item: dict[str, Any] = item, base: str = base) -> str:
+                return self.schema.format(f"{base}.{key}", item.get(key))
+
+            state = str(item.get("state") or "")
+            if item.get("health"):
+                state += f" ({item['health']})"
+            rows.append(
+                (
+                    str(item.get("name") or short_id),
+                    state,
+                    shown("cpu_percent"),
+                    f"{shown('memory_bytes')} {shown('memory_percent')}",
+                    f"{shown('net_rx_bytes_per_s')} {shown('net_tx_bytes_per_s')}",
+                    f"{shown('block_read_bytes_per_s')} {shown('block_write_bytes_per_s')}",
+                )
+            )
+        columns = ("name", "state", "cpu", "memory", "net rx tx", "disk r w")
+        table = Table(columns, tuple(rows), (False, False, True, True, True, True))
+        return Panel("containers", title, tuple(lines), table)
 
     def _alerts(self) -> Panel:
         rows = []
