@@ -165,3 +165,28 @@ def test_no_cgroup_filesystem_is_a_clear_error(tmp_path: Path) -> None:
     collector = ContainersCollector(cgroup_root=str(tmp_path), watch=False)
     with pytest.raises(CgroupError, match="neither v2 nor v1 memory"):
         collector.collect(time.monotonic())
+
+
+def test_idle_hosts_list_the_cgroups_every_fifth_tick(tmp_path: Path) -> None:
+    """With nothing running the hierarchy is listed every LIST_EVERY ticks, not every tick;
+    once a container is found, every tick again."""
+    write_tree(tmp_path, {"cgroup.controllers": "cpu io memory pids\n"})
+    collector = ContainersCollector(cgroup_root=str(tmp_path), watch=False)
+    assert collector.collect(0.0) == {}  # tick 0 lists: nothing
+    group = f"system.slice/docker-{ID}.scope"
+    write_tree(
+        tmp_path,
+        {
+            f"{group}/cpu.stat": "usage_usec 1000\n",
+            f"{group}/memory.current": "4096\n",
+            f"{group}/memory.stat": "inactive_file 0\n",
+            f"{group}/memory.max": "max\n",
+            f"{group}/cpu.max": "max 100000\n",
+            f"{group}/io.stat": "",
+            f"{group}/pids.current": "1\n",
+            f"{group}/cgroup.procs": f"{os.getpid()}\n",
+        },
+    )
+    seen = [bool(collector.collect(float(tick))) for tick in range(1, 8)]
+    assert seen == [False, False, False, False, True, True, True]
+    collector.close()
