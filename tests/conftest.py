@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from sysstream import create_app, load_settings
 from sysstream._settings import Settings
@@ -24,6 +27,26 @@ START_TIMEOUT = 10.0
 # No test writes history to the user's data directory: servers built here and `sysstream
 # serve` subprocesses inherit this; tests of the store pass no_store=False and a tmp dir.
 os.environ.setdefault("SYSSTREAM_NO_STORE", "1")
+
+# Hypothesis profiles (docs/testing.md). "dev": new random examples every run. "ci" (chosen
+# when CI=true): the same examples every run, so a red CI run is the code's fault, not the
+# draw's. "fuzz": a long randomized search, run by hand with
+# `SYSSTREAM_HYPOTHESIS=fuzz pytest tests/test_faults.py tests/test_store_rollup.py`
+# (or `pytest --hypothesis-profile fuzz ...`).
+hypothesis_settings.register_profile("dev", deadline=None)
+hypothesis_settings.register_profile(
+    "ci", deadline=None, derandomize=True, database=None, print_blob=True
+)
+hypothesis_settings.register_profile(
+    "fuzz",
+    deadline=None,
+    max_examples=2000,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile(
+    os.environ.get("SYSSTREAM_HYPOTHESIS")
+    or ("ci" if os.environ.get("CI", "").lower() in ("true", "1") else "dev")
+)
 
 
 class _Server(uvicorn.Server):
@@ -96,12 +119,18 @@ def start_server(
     *,
     ws_protocol: Any = None,
     uvicorn_options: dict[str, Any] | None = None,
+    send_buffer: int | None = None,
     **overrides: Any,
 ) -> RunningServer:
     overrides.setdefault("port", 0)
     settings = load_settings(**overrides)
     app = app if app is not None else create_app(settings)
     sock = bind_socket("127.0.0.1", settings.port)  # port=N: a restart on the same port
+    if send_buffer is not None:
+        # Accepted sockets inherit it: the kernel stops taking a stalled client's bytes after
+        # a few KB instead of the megabytes loopback autotuning allows, so back-pressure
+        # reaches the server's own buffers within seconds.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, send_buffer)
     config = build_server(settings, app).config
     if ws_protocol is not None:
         config.ws = ws_protocol  # e.g. uvicorn's stock protocol, to test the portable path

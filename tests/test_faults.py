@@ -16,12 +16,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 
 from sysstream import create_app, load_settings
+from sysstream._registry import GROUPS
 from sysstream.sampling._collectors import build_collectors
 from sysstream.sampling._source import LocalSource
 
@@ -95,9 +97,15 @@ async def test_hung_and_raising_collectors_do_not_block_the_tick(server_factory:
 # Stalled readers
 
 
-def raw_handshake(port: int, path: str = "/api/system/metrics") -> socket.socket:
-    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+def raw_handshake(
+    port: int, path: str = "/api/system/metrics", receive_buffer: int = 4096
+) -> socket.socket:
+    """A client that completes the handshake and then reads nothing. Its receive buffer is
+    set before connecting, so the TCP window it offers is that small from the start."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", port))
     sock.sendall(
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -157,6 +165,71 @@ async def test_three_stalled_among_two_hundred(server_factory: Any) -> None:
         assert not missed, f"a healthy client missed {len(missed)} of {len(published)} ticks"
 
 
+async def test_a_reader_that_stops_is_dropped_by_back_pressure(server_factory: Any) -> None:
+    """Full-catalogue ticks (~5 KB, 10 a second) fill a stopped reader's buffers: the
+    transport pauses writing, the client's outbox holds one message (latest wins) so the
+    server's buffer stops growing, and after the stall timeout the fan-out drops it."""
+    stall_timeout = 1.5
+    # Keepalive off: a reader that stops answers no ping either, and the keepalive would
+    # abort it before the stall timeout (test_a_stalled_client_sees_1006 covers that path).
+    server: RunningServer = server_factory(
+        interval=0.1,
+        stall_timeout=stall_timeout,
+        uvicorn_options={"ws_ping_interval": None},
+        send_buffer=4096,
+    )
+    path = "/api/system/metrics?fields=" + ",".join(GROUPS)
+    sock = await asyncio.to_thread(raw_handshake, server.port, path, 2048)
+
+    def buffered() -> tuple[str, int, int]:
+        """The client's outbox state, its transport's buffered bytes and high-water mark."""
+        protocols = server.server.server_state.connections
+        protocol = next(iter(protocols), None)
+        if protocol is None or protocol.sink is None:
+            return "gone", 0, 0
+        _low, high = protocol.transport.get_write_buffer_limits()
+        return protocol.sink.outbox.state.value, protocol.transport.get_write_buffer_size(), high
+
+    try:
+        await server.wait_until(lambda: server.hub.clients == 1)
+        await server.wait_until(lambda: buffered()[0] == "held", timeout=20)
+        held_at = asyncio.get_running_loop().time()
+        sizes = []
+        while (state := await asyncio.to_thread(server.call, buffered))[0] == "held":
+            sizes.append(state[1:])
+            await asyncio.sleep(0.05)
+            assert asyncio.get_running_loop().time() - held_at < stall_timeout + 5, "kept"
+        await server.wait_until(lambda: server.hub.clients == 0)
+    finally:
+        sock.close()
+    # Held: nothing was written past the high-water mark but the last frame before the
+    # pause; a tick is ~5 KB, so 16 KB of slack means no tick was added while held.
+    assert len(sizes) >= 5 and all(size <= high + 16_384 for size, high in sizes), sizes
+    async with httpx.AsyncClient(timeout=5) as http:
+        health = (await http.get(server.http_url + "/healthz")).json()
+    assert health["clients"] == 0
+    assert health["fanout"]["drops"] == 1
+    assert server.log.errors() == []
+
+
+async def test_a_stalled_client_sees_1006(server_factory: Any) -> None:
+    """docs/protocol.md: a client that stops reading is aborted, which it sees as 1006."""
+    server: RunningServer = server_factory(interval=0.1, stall_timeout=1.0)
+    # max_queue=1: the client library stops reading its socket (and so answering pings)
+    # once one message waits unread, as a browser tab frozen by a debugger would.
+    async with ws_client(server.ws_url(), max_queue=1) as websocket:
+        await receive_json(websocket)
+        await server.wait_until(lambda: server.hub.clients == 1)
+        await server.wait_until(lambda: server.hub.clients == 0, timeout=5)
+        async with asyncio.timeout(5):
+            with pytest.raises(ConnectionClosedError):
+                while True:  # the messages it had queued, then the abort
+                    await websocket.recv()
+        assert websocket.close_code == 1006
+        assert websocket.protocol.close_rcvd is None  # no closing handshake: an abort
+    assert server.log.errors() == []
+
+
 # Oversized frames
 
 
@@ -210,7 +283,17 @@ def _deep(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
+valid_subscribes = st.fixed_dictionaries(
+    {
+        "type": st.just("subscribe"),
+        "fields": st.lists(st.sampled_from(list(GROUPS)), min_size=1, max_size=4, unique=True),
+    },
+    # Whole multiples of the test server's 0.1 s tick, up to the 3600 s ceiling.
+    optional={"interval": st.sampled_from([0.1, 0.3, 1, 6, 3600])},
+)
+
 frames = st.one_of(
+    valid_subscribes.map(json.dumps),  # so the examples include streams slowed down
     st.binary(max_size=300),  # binary frames
     st.text(max_size=300),  # arbitrary text
     json_values.map(json.dumps),  # integers past 64 bits included
@@ -220,11 +303,17 @@ frames = st.one_of(
 )
 
 
+# A valid subscribe may slow the stream to one message per `interval` seconds (up to an
+# hour); past this, liveness is checked by asking for the default interval back instead.
+LONGEST_WAITED_INTERVAL = 15.0
+
+
 def test_control_protocol_fuzz(server_factory: Any) -> None:
     server: RunningServer = server_factory(interval=0.1)
 
     async def exchange(messages: list[str | bytes]) -> None:
         async with ws_client(server.ws_url()) as websocket:
+            interval = server.settings.interval  # as last acknowledged
             for message in messages:
                 await websocket.send(message)
                 reply = await receive_json(websocket, timeout=5)
@@ -232,15 +321,24 @@ def test_control_protocol_fuzz(server_factory: Any) -> None:
                     reply = await receive_json(websocket, timeout=5)  # a data message
                 if "error" in reply:
                     assert isinstance(reply["error"], str) and reply["timestamp"].endswith("Z")
-            # Still streaming: the client is not stuck.
-            assert "timestamp" in await receive_json(websocket, timeout=5)
+                else:
+                    interval = reply["interval"]
+            if interval > LONGEST_WAITED_INTERVAL:
+                await websocket.send('{"type": "subscribe", "fields": ["cpu"]}')
+                while (await receive_json(websocket)).get("type") != "subscribed":
+                    pass
+                interval = server.settings.interval
+            # Still streaming at the acknowledged interval: the client is not stuck.
+            assert "timestamp" in await receive_json(websocket, timeout=interval + 5)
 
     @settings(
-        max_examples=60,
-        deadline=None,
+        # The profile's count (conftest.py), halved: each example is a real connection.
+        max_examples=settings.default.max_examples // 2,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
     @given(st.lists(frames, min_size=1, max_size=6))
+    @example(['{"type":"subscribe","fields":["cpu"],"interval":6}'])  # outlasted a fixed 5 s
+    @example(['{"type":"subscribe","fields":["cpu"],"interval":3600}'])
     def fuzz(messages: list[str | bytes]) -> None:
         asyncio.run(exchange(messages))
 
