@@ -15,11 +15,12 @@ from typing import Any
 import httpx
 import pytest
 import redis
+import redis.asyncio as redis_asyncio
 from websockets.exceptions import InvalidStatus
 
 from sysstream._sample import Sample
 from sysstream.fleet._agent import load_agent_settings, run_agent
-from sysstream.sansio._wire import encode_tick, ticks_channel
+from sysstream.sansio._wire import decode_tick, encode_tick, ticks_channel
 
 from .conftest import RunningServer, receive_json, ws_client
 from .redis_server import RedisServer
@@ -307,10 +308,34 @@ async def test_the_hub_stores_history_for_every_host(
         flush_interval=0.2,
     )  # fmt: skip
     store = server.app.state.store
-    async with agent(redis_url, "web1"):
-        await wait_for_status(server, {"web1": "online"})
-        async with asyncio.timeout(15):
-            while "web1" not in await asyncio.to_thread(store.hosts):
+    sent: dict[float, dict[str, Any]] = {}  # what the agent published, by timestamp (ms)
+    async with redis_asyncio.from_url(redis_url) as client, client.pubsub() as pubsub:
+        await pubsub.subscribe(ticks_channel("web1"))
+        async with agent(redis_url, "web1"), asyncio.timeout(20):
+            await wait_for_status(server, {"web1": "online"})
+            while len(sent) < 10:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None:
+                    tick = decode_tick(message["data"], host="web1")
+                    sent[round(tick.sample.timestamp, 3)] = tick.sample.values
+            since = min(sent) - 0.001  # recent enough for the raw tier
+            until = max(sent) + 0.001
+            while len(stored := await stored_points(store, "web1", since, until)) < 10:
                 await asyncio.sleep(0.1)  # the store's writer flushes on its own schedule
-    body = await asyncio.to_thread(store.query, 0, time.time() + 1, ["cpu"], None, host="web1")
-    assert body["values"]["cpu"], "no stored points for the remote host"
+    # Every stored point is one the agent sent, with the values it sent.
+    assert set(stored) <= set(sent), sorted(set(stored) - set(sent))
+    for timestamp, (cpu, memory) in stored.items():
+        assert (cpu, memory) == (sent[timestamp]["cpu"], sent[timestamp]["memory"]), timestamp
+    assert any(cpu is not None for cpu, _ in stored.values())
+
+
+async def stored_points(
+    store: Any, host: str, since: float, until: float
+) -> dict[float, tuple[Any, Any]]:
+    """The raw points the store holds for ``host`` in [since, until]: (cpu, memory)."""
+    body = await asyncio.to_thread(store.query, since, until, ["cpu", "memory"], None, host=host)
+    assert body["step"] == INTERVAL, body["step"]  # raw samples, not a roll-up
+    values = body["values"]
+    return dict(
+        zip(body["timestamps"], zip(values["cpu"], values["memory"], strict=True), strict=True)
+    )

@@ -202,7 +202,12 @@ async def test_token_guards_everything_but_health_and_dashboard(server_factory: 
         for path in ("/openapi.json", "/api/docs"):
             assert (await http.get(path)).status_code == 401, path
         assert (await http.get("/healthz")).status_code == 200
-        assert (await http.get("/")).status_code != 401  # the dashboard asks for the token
+        # The dashboard page is public (it holds no data) and asks for the token itself.
+        page = await http.get("/")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        assert '<dialog id="token-dialog">' in page.text
+        assert "Access token required" in page.text
     assert server.log.errors() == []
 
 
