@@ -87,10 +87,25 @@ async def test_history_from_before_a_restart_is_served_from_the_store(
     assert len(body["timestamps"]) > len(before["timestamps"])  # and the new run"s ticks
     assert body["timestamps"] == sorted(body["timestamps"])
 
+    # Per minute: the min, mean and max of exactly the raw points in that minute. Read from
+    # a server that ticks once an hour, so no point arrives between the two reads.
+    stop_server(second)
+    third = server_factory(**{**options, "interval": 3600})
+    raw = (await get(third, start=since, fields="cpu")).json()
+    assert raw["timestamps"][: len(body["timestamps"])] == body["timestamps"]
     iso = datetime.fromtimestamp(since, UTC).isoformat()
-    minutes = (await get(second, start=iso, step="60", fields="cpu")).json()
+    minutes = (await get(third, start=iso, step="60", fields="cpu")).json()
     assert minutes["step"] == 60
-    assert min(minutes["min"]["cpu"]) <= max(minutes["values"]["cpu"]) <= max(minutes["max"]["cpu"])
+    assert minutes["timestamps"], minutes
+    for index, bucket in enumerate(minutes["timestamps"]):
+        points = [
+            value
+            for moment, value in zip(raw["timestamps"], raw["values"]["cpu"], strict=True)
+            if bucket <= moment < bucket + 60 and value is not None
+        ]
+        assert minutes["min"]["cpu"][index] == min(points)
+        assert minutes["max"]["cpu"][index] == max(points)
+        assert minutes["values"]["cpu"][index] == pytest.approx(sum(points) / len(points), abs=1e-3)
 
 
 async def test_bad_ranges_and_unstored_fields_get_400(
