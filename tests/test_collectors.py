@@ -3,12 +3,14 @@ the test makes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -151,10 +153,67 @@ def test_memory_detail_in_bytes_matches_virtual_memory() -> None:
     assert value["available_bytes"] == pytest.approx(memory.available, rel=0.1)
 
 
-def test_sensors_are_empty_not_an_error_without_hardware() -> None:
+def sysfs_sensors(kind: str) -> dict[str, list[float]]:
+    """Readings straight from sysfs, as the kernel exposes them: chip name to values
+    (``temp``: degrees Celsius from hwmon, else thermal zones; ``fan``: RPM from hwmon)."""
+    chips: dict[str, list[float]] = {}
+    scale = 1000 if kind == "temp" else 1
+    for chip in sorted(Path("/sys/class/hwmon").glob("hwmon*")):
+        name = (chip / "name").read_text().strip() if (chip / "name").exists() else chip.name
+        for reading in sorted(chip.glob(f"{kind}*_input")):
+            with contextlib.suppress(OSError, ValueError):  # a sensor that cannot be read
+                chips.setdefault(name, []).append(int(reading.read_text()) / scale)
+    if kind == "temp" and not chips:  # psutil's fallback, and so ours
+        for zone in sorted(Path("/sys/class/thermal").glob("thermal_zone*")):
+            with contextlib.suppress(OSError, ValueError):
+                value = int((zone / "temp").read_text()) / 1000
+                chips.setdefault((zone / "type").read_text().strip(), []).append(value)
+    return chips
+
+
+@pytest.mark.parametrize(("group", "kind", "unit", "tolerance"), [
+    ("temps", "temp", "celsius", 3.0), ("fans", "fan", "rpm", 200.0),
+])  # fmt: skip
+def test_sensors_match_sysfs_and_are_empty_without_hardware(
+    group: str, kind: str, unit: str, tolerance: float
+) -> None:
+    value = build_collectors(disk_path="/")[group].collect(0)
+    expected = sysfs_sensors(kind)
+    assert sorted(value) == sorted(expected)  # {} on a VM without sensors, not an error
+    for chip, readings in expected.items():
+        got = sorted(entry[unit] for entry in value[chip])
+        assert len(got) == len(readings), chip
+        assert all(abs(a - b) <= tolerance for a, b in zip(got, sorted(readings), strict=True))
+
+
+def command_numbers(*argv: str) -> list[list[str]]:
+    lines = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    return [line.split() for line in lines.splitlines()]
+
+
+def test_memory_and_swap_match_free() -> None:
     collectors = build_collectors(disk_path="/")
-    assert isinstance(collectors["temps"].collect(0), dict)
-    assert isinstance(collectors["fans"].collect(0), dict)
+    memory, swap = collectors["memory"].collect(0), collectors["swap"].collect(0)
+    rows = {row[0].rstrip(":"): row[1:] for row in command_numbers("free", "-b")[1:]}
+    total, available = int(rows["Mem"][0]), int(rows["Mem"][5])
+    assert memory == pytest.approx((total - available) / total * 100, abs=1.0)
+    swap_total, swap_used = map(int, rows["Swap"][:2])
+    assert swap["total_bytes"] == swap_total
+    assert swap["used_bytes"] == pytest.approx(swap_used, abs=32 * 1024 * 1024)
+    expected = swap_used / swap_total * 100 if swap_total else 0.0
+    assert swap["percent"] == pytest.approx(expected, abs=1.0)
+
+
+def test_disk_matches_df() -> None:
+    value = build_collectors(disk_path="/")["disk"].collect(0)
+    used, available = map(int, command_numbers("df", "-B1", "--output=used,avail", "/")[1])
+    assert value == pytest.approx(used / (used + available) * 100, abs=0.5)  # df's Use%
+
+
+def test_uptime_matches_proc_uptime() -> None:
+    value = build_collectors(disk_path="/")["uptime"].collect(0)
+    with open("/proc/uptime") as uptime:
+        assert value == pytest.approx(float(uptime.read().split()[0]), abs=2.0)
 
 
 def test_per_core_has_one_figure_per_logical_cpu() -> None:
