@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 
 import click
 import pytest
+from websockets.exceptions import ConnectionClosedOK
 
 from sysstream._settings import Settings, validated
 from sysstream.cli._main import model_options
@@ -68,10 +69,14 @@ async def test_serve_streams_and_exits_cleanly_on_sigterm() -> None:
         async with ws_client(f"ws://127.0.0.1:{port}/api/system/metrics") as websocket:
             assert list(await receive_json(websocket)) == ["cpu", "memory", "disk", "timestamp"]
             process.send_signal(signal.SIGTERM)
-            with pytest.raises(Exception) as closed:
+            with pytest.raises(ConnectionClosedOK) as closed:  # a closing handshake
                 while True:
                     await receive_json(websocket)
-            assert closed.value.rcvd.code == 1001  # type: ignore[attr-defined]
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (
+                1001,
+                "server shutting down",
+            )
         assert await asyncio.wait_for(process.wait(), 5) == 0
 
 
