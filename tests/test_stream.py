@@ -64,7 +64,9 @@ def proc_stat_cpu() -> tuple[int, int]:
     return sum(fields) - fields[3] - fields[4], sum(fields)
 
 
-async def test_cpu_rises_while_a_core_is_busy(server: RunningServer) -> None:
+async def test_cpu_rises_while_a_core_is_busy(server_factory: Any) -> None:
+    # Half a second per tick: a loaded machine still reads /proc/stat within half of it.
+    server: RunningServer = server_factory(interval=0.5)
     cores = psutil.cpu_count()
     # A separate process, so the spin holds no GIL the server's thread needs.
     spin = await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
@@ -75,7 +77,7 @@ async def test_cpu_rises_while_a_core_is_busy(server: RunningServer) -> None:
             await receive_json(websocket)
             start, spun_before = time.monotonic(), sum(spinner.cpu_times()[:2])
             busy_before, total_before = proc_stat_cpu()
-            readings = [(await receive_json(websocket))["cpu"] for _ in range(5)]
+            readings = [(await receive_json(websocket))["cpu"] for _ in range(4)]
             busy_after, total_after = proc_stat_cpu()
             window, spun = time.monotonic() - start, sum(spinner.cpu_times()[:2]) - spun_before
     finally:
@@ -85,10 +87,11 @@ async def test_cpu_rises_while_a_core_is_busy(server: RunningServer) -> None:
     # ticks, which everything else on the machine only adds to. On 2 idle cores that is
     # 50 %, on 64 cores 1.6 %: the expectation follows the core count and the machine's load.
     spinner_percent = spun / (window * cores) * 100
-    assert spinner_percent > 25 / cores, "the spinner hardly ran: the test proves nothing"
+    # A tenth of a core at least (the machine may be busy), or the test proves nothing.
+    assert spinner_percent > 10 / cores, ("the spinner hardly ran", spinner_percent)
     reported = statistics.mean(readings)
     assert reported >= spinner_percent * 0.9 - 2, (readings, spinner_percent, cores)
-    # And the figure is the machine's: /proc/stat over the same five ticks.
+    # And the figure is the machine's: /proc/stat over the same four ticks.
     measured = (busy_after - busy_before) / (total_after - total_before) * 100
     assert abs(reported - measured) <= 10, (readings, measured)
 
