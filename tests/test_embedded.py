@@ -11,22 +11,24 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from websockets.exceptions import ConnectionClosed
+
+import sysstream
 
 from .conftest import receive_json, ws_client
 
 ROOT = Path(__file__).resolve().parent.parent
+TOKEN = "s3cret-token-0123456789"
 STARTED = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
-APP = '''
-from fastapi import FastAPI, WebSocket
+ECHO_ROUTE = '''
 
-import sysstream
-
-app = FastAPI()
-app.include_router(sysstream.router(), prefix="/api/system")
+from fastapi import WebSocket
 
 
 @app.websocket("/echo")
@@ -46,6 +48,14 @@ async def echo(websocket: WebSocket) -> None:
         else:
             await websocket.send_bytes(message["bytes"])
 '''
+
+
+def readme_app() -> str:
+    """The README's embedding example as written, plus a WebSocket route of the app's own."""
+    section = (ROOT / "README.md").read_text().split("## Inside an existing FastAPI app")[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None, "expected a python block under 'Inside an existing FastAPI app'"
+    return code.group(1) + ECHO_ROUTE
 
 
 def readme_command() -> list[str]:
@@ -99,7 +109,7 @@ class Uvicorn:
 
 @pytest.fixture
 def readme_server(tmp_path: Path) -> Iterator[Uvicorn]:
-    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "app.py").write_text(readme_app())
     server = Uvicorn(readme_command(), tmp_path)
     try:
         server.wait_started()
@@ -147,9 +157,29 @@ async def test_the_readme_command_serves_the_stream_and_the_apps_own_routes(
     assert errors == []
 
 
+async def test_the_readme_app_serves_health_and_prometheus_beside_the_stream(
+    readme_server: Uvicorn,
+) -> None:
+    base = f"http://127.0.0.1:{readme_server.port}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        async with ws_client(f"ws://127.0.0.1:{readme_server.port}/api/system/metrics") as ws:
+            await receive_json(ws, timeout=10)  # a tick has been sampled
+            health = await client.get("/ops/healthz")
+            exposition = await client.get("/ops/metrics")
+        sample = await client.get("/api/system/metrics")  # the stream's own GET, unshadowed
+    assert health.status_code == 200, health.text
+    assert health.json()["status"] == "ok" and health.json()["clients"] == 1, health.json()
+    assert exposition.status_code == 200
+    assert exposition.headers["content-type"].startswith("text/plain")
+    assert "# HELP sysstream_clients " in exposition.text
+    assert "sysstream_clients 1.0" in exposition.text
+    assert sample.status_code == 200, sample.text
+    assert set(sample.json()) == {"cpu", "memory", "disk", "timestamp"}
+
+
 def test_a_wrong_protocol_import_string_does_not_start(tmp_path: Path) -> None:
     """What the test above relies on: uvicorn refuses a --ws it cannot import."""
-    (tmp_path / "app.py").write_text(APP)
+    (tmp_path / "app.py").write_text(readme_app())
     server = Uvicorn(["uvicorn", "app:app", "--ws", "sysstream.WebSocketProtocol"], tmp_path)
     try:
         with pytest.raises(AssertionError, match="did not start"):
@@ -157,3 +187,20 @@ def test_a_wrong_protocol_import_string_does_not_start(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert any("sysstream.WebSocketProtocol" in line for line in server.log), server.log
+
+
+async def test_operations_follow_the_routers_token_but_health_stays_open(
+    server_factory: Any,
+) -> None:
+    metrics = sysstream.router(sysstream.load_settings(interval=0.2, token=TOKEN))
+    app = FastAPI()
+    app.include_router(metrics, prefix="/api/system")
+    app.include_router(sysstream.operations(metrics), prefix="/ops")
+    server = server_factory(app, interval=0.2)
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as client:
+        refused = await client.get("/ops/metrics")
+        allowed = await client.get("/ops/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
+        health = await client.get("/ops/healthz")
+    assert refused.status_code == 401, refused.text
+    assert allowed.status_code == 200 and "# HELP sysstream_clients " in allowed.text
+    assert health.status_code == 200 and health.json()["hub"] == "running", health.text

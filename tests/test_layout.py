@@ -77,6 +77,7 @@ def test_public_api_is_pinned() -> None:
         "create_app",
         "dashboard",
         "load_settings",
+        "operations",
         "router",
     ]
     for name in sysstream.__all__:

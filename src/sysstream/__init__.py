@@ -12,7 +12,7 @@ from ._settings import Settings, SettingsError, load_settings
 from ._version import __version__
 from .sansio import View
 from .stream import MetricsHub, WebSocketProtocol
-from .web import create_app, dashboard, router
+from .web import create_app, dashboard, operations, router
 
 __all__ = [
     "MetricsHub",
@@ -25,5 +25,6 @@ __all__ = [
     "create_app",
     "dashboard",
     "load_settings",
+    "operations",
     "router",
 ]

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 
 from fastapi import FastAPI
-from fastapi.responses import Response
 
 from .._settings import Settings
 from .._version import __version__
 from ..alerts import AlertEvaluator, RedisCoordinator, load_rule_file
 from ..fleet import Fleet
 from ..sampling import Source
-from ..sansio import RESERVED_HOST_ID, HostStatus, encode_json
+from ..sansio import RESERVED_HOST_ID, HostStatus
 from ..store import AlertLog, HistoryStore, store_from_settings
 from ..stream import Recorder
 from ._alert_metrics import AlertCollector
 from ._alert_routes import alert_router, stream_alerts_to
 from ._dashboard import dashboard
 from ._fleet_routes import fleet_router
-from ._prometheus import CONTENT_TYPE, exposition
-from ._router import JSON, router
+from ._operations import operations
+from ._router import router
 from ._security import AccessMiddleware
 
 __all__ = ["create_app"]
@@ -75,38 +73,7 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
         stream_alerts_to(evaluator, metrics.hub, None)
         app.include_router(alert_router(evaluator, access=metrics.access), prefix=ALERTS_PREFIX)
         extra_metrics.append(AlertCollector(evaluator))
-    hub = metrics.hub
-
-    @app.get("/healthz", summary="Liveness: the sampler's last tick and the fan-out figures")
-    async def healthz() -> Response:
-        now = asyncio.get_running_loop().time()
-        stats = hub.stats
-        age = None if stats.last_tick_at is None else round(now - stats.last_tick_at, 3)
-        # Three missed intervals means the sampler is stuck, not merely late.
-        alive = age is not None and age < 3 * hub.source.interval + 1
-        body = {
-            "status": "ok" if alive else ("starting" if age is None else "stalled"),
-            "version": __version__,
-            "hub": hub.state.value,
-            "last_tick_age_seconds": age,
-            "interval_seconds": hub.source.interval,
-            "clients": hub.clients,
-            "fanout": {
-                "ticks": stats.ticks,
-                "messages": stats.messages,
-                "drops": stats.drops,
-                "views": stats.views,
-                "encodings_last_tick": stats.encodings,
-                "last_seconds": round(stats.last_fanout_seconds, 6),
-                "max_seconds": round(stats.max_fanout_seconds, 6),
-            },
-        }
-        status = 200 if alive or age is None else 503
-        return Response(encode_json(body), status_code=status, media_type=JSON)
-
-    @app.get("/metrics", summary="Prometheus exposition of the latest sample")
-    async def prometheus_metrics() -> Response:
-        return Response(exposition(hub, extra_metrics), media_type=CONTENT_TYPE)
+    app.include_router(operations(metrics, collectors=extra_metrics))  # /healthz, /metrics
 
     # The page at / and its files under /static/: exact paths, so nothing above is shadowed.
     fleet_prefix = FLEET_PREFIX if settings.redis_url is not None else None
