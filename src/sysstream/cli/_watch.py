@@ -239,7 +239,13 @@ async def once(endpoint: Endpoint, token: str | None, console: Console) -> None:
 
     def complete(message: dict[str, Any]) -> bool:
         errors = message.get("errors") or {}
-        return all(value is not None or key in errors for key, value in message.items())
+        if not all(value is not None or key in errors for key, value in message.items()):
+            return False
+        # A process walk's first CPU figures are all 0 (no earlier walk to compare with):
+        # wait for the next walk, unless the machine is that idle (then patience ends it).
+        processes = message.get("processes")
+        top = processes.get("top_cpu") if isinstance(processes, dict) else None
+        return not top or any(row.get("cpu_percent") for row in top if isinstance(row, dict))
 
     try:
         async with (
