@@ -57,6 +57,13 @@ def test_endpoints_from_what_users_type(
     assert (endpoint.stream_url, endpoint.schema_url, endpoint.hosts_url) == (stream, schema, hosts)
 
 
+def test_process_list_url_only_where_there_is_a_process_table() -> None:
+    endpoint = parse_endpoint("hub:7")
+    url = endpoint.processes_url("memory", "py thon", 50)
+    assert url == "http://hub:7/api/system/metrics/processes?sort=memory&filter=py+thon&limit=50"
+    assert endpoint.for_host("web1").processes_url("cpu", "", 5) is None
+
+
 def test_endpoint_subscribes_and_switches_hosts() -> None:
     endpoint = parse_endpoint("hub:7")
     assert not endpoint.explicit_path and endpoint.host is None
@@ -257,6 +264,20 @@ def test_processes_sort_and_filter() -> None:
     assert [row["name"] for row in model.processes()] == ["big"]
     panel = next(p for p in model.panels() if p.key == "processes")
     assert panel.lines[0].value == "90, 2 running; by memory, matching 'BIG'"
+
+
+def test_a_filter_uses_the_full_list_when_the_server_sent_one() -> None:
+    model = WatchModel(Schema.from_registry())
+    model.receive(FULL, now=0.0)
+    model.filter = "quiet"
+    assert model.processes() == []  # not in the top lists
+    model.process_list = [{"pid": 99, "name": "quiet", "cpu_percent": 0.0, "rss_bytes": 1}]
+    model.process_matches = 1
+    assert [row["pid"] for row in model.processes()] == [99]
+    panel = next(p for p in model.panels() if p.key == "processes")
+    assert panel.lines[0].value.endswith("matching 'quiet' (1 found)")
+    model.filter = ""
+    assert [row["name"] for row in model.processes()] == ["busy", "big"]
 
 
 def test_failures_stale_values_and_refusal_in_the_status() -> None:

@@ -178,6 +178,27 @@ async def test_control_characters_from_the_server_never_reach_the_screen(
         assert control not in shown
 
 
+async def test_a_filter_finds_processes_beyond_the_top_ten(server_factory: Factory) -> None:
+    server = server_factory(interval=0.5)
+    # An idle, small process: never in the top lists by CPU or memory.
+    rename = "import time\nopen('/proc/self/comm', 'w').write('zzquiet')\ntime.sleep(120)"
+    quiet = await asyncio.create_subprocess_exec(sys.executable, "-c", rename)
+    app = WatchApp(parse_endpoint(server.http_url))
+    try:
+        async with app.run_test(size=(100, 40)) as pilot:
+            await until(lambda: app.model.received >= 1, pilot)
+            await pilot.press("slash", *"zzquiet", "enter")
+            await until(lambda: [r["pid"] for r in app.model.processes()] == [quiet.pid], pilot)
+            assert app.model.process_matches == 1
+            assert "matching 'zzquiet' (1 found)" in panel_text(app, "processes")
+            assert "zzquiet" in panel_text(app, "processes")
+            await pilot.press("escape")
+            assert app.model.process_list is None
+    finally:
+        quiet.kill()
+        await asyncio.wait_for(quiet.wait(), 5)
+
+
 async def test_stale_values_dim_while_disconnected_and_recover() -> None:
     running = start_server(interval=0.2)
     port = running.port

@@ -40,6 +40,7 @@ __all__ = [
     "Refused",
     "describe_failure",
     "fetch_hosts",
+    "fetch_processes",
     "fetch_schema",
     "follow",
     "once",
@@ -116,6 +117,25 @@ async def fetch_hosts(endpoint: Endpoint, token: str | None) -> list[dict[str, A
     if status != 200 or not isinstance(body, dict) or not isinstance(body.get("hosts"), list):
         return None
     return [h for h in body["hosts"] if isinstance(h, dict) and isinstance(h.get("id"), str)]
+
+
+async def fetch_processes(
+    endpoint: Endpoint, token: str | None, sort: str, text: str, limit: int
+) -> tuple[int, list[dict[str, Any]]] | None:
+    """``(matches, rows)`` of the server's full process list, or ``None`` where there is
+    none (a fleet host, a server older than the route, a failure)."""
+    url = endpoint.processes_url(sort, text, limit)
+    if url is None:
+        return None
+    try:
+        status, body = await asyncio.to_thread(_get_json, url, token)
+    except (OSError, ValueError):
+        return None
+    if status != 200 or not isinstance(body, dict) or not isinstance(body.get("rows"), list):
+        return None
+    matched = body.get("matched")
+    rows = [row for row in body["rows"] if isinstance(row, dict)]
+    return (matched if isinstance(matched, int) else len(rows)), rows
 
 
 async def follow(

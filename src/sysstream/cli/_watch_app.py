@@ -13,6 +13,7 @@ The app owns no logic of its own: the stream's events go to a
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from typing import Any, ClassVar
@@ -29,12 +30,13 @@ from textual.widgets.option_list import Option
 
 from ..sansio import Endpoint, Schema, WatchModel, printable
 from ._panels import render_panel, render_status
-from ._watch import Refused, fetch_hosts, fetch_schema, follow
+from ._watch import Refused, fetch_hosts, fetch_processes, fetch_schema, follow
 
 __all__ = ["HostPicker", "WatchApp"]
 
 NARROW = 70  # below this many columns, panels stack in one column
 HUB = "\x00hub"  # the picker's id for the hub's own machine (never a valid host id)
+PROCESS_ROWS = 50  # rows of the full list asked for while filtering
 
 
 class HostPicker(ModalScreen[str | None]):
@@ -158,6 +160,7 @@ class WatchApp(App[None]):
         self.model = WatchModel(self.model.schema, sort=self.model.sort, filter=self.model.filter,
                                 paused=self.model.paused)  # fmt: skip
         self.run_worker(self._stream(endpoint), group="stream", exclusive=True, exit_on_error=False)
+        self._follow_process_list()
         self.show()
 
     async def _stream(self, endpoint: Endpoint) -> None:
@@ -240,6 +243,8 @@ class WatchApp(App[None]):
 
     def action_sort(self, key: str) -> None:
         self.model.sort = key
+        if self.model.filter:
+            self._follow_process_list()
         self.show()
 
     def action_filter(self) -> None:
@@ -253,7 +258,28 @@ class WatchApp(App[None]):
         self.model.filter = printable(event.value)[:100]
         event.input.add_class("hidden")
         self.query_one("#body").focus()
+        self._follow_process_list()
         self.show()
+
+    def _follow_process_list(self) -> None:
+        """While a filter is set, ask the server's full process list every few seconds, so
+        the filter reaches beyond the top ten (a fleet host has none: its top lists then)."""
+        self.model.process_list = self.model.process_matches = None
+        self.workers.cancel_group(self, "processes")
+        if self.model.filter:
+            self.run_worker(self._poll_processes(), group="processes", exit_on_error=False)
+
+    async def _poll_processes(self) -> None:
+        while True:
+            found = await fetch_processes(
+                self.endpoint, self.token, self.model.sort, self.model.filter, PROCESS_ROWS
+            )
+            if found is None:
+                return
+            self.model.process_matches, self.model.process_list = found
+            if not self.model.paused:
+                self.show()
+            await asyncio.sleep(max(self.model.schema.interval or 1.0, 2.0))
 
     def action_clear_filter(self) -> None:
         box = self.query_one("#filter", Input)
@@ -261,6 +287,7 @@ class WatchApp(App[None]):
         box.add_class("hidden")
         self.model.filter = ""
         self.query_one("#body").focus()
+        self._follow_process_list()
         self.show()
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

@@ -60,6 +60,14 @@ class Endpoint:
         path = LOCAL_STREAM if self.host is not None else self.stream_path
         return f"{self.base}{path}/schema"
 
+    def processes_url(self, sort: str, text: str, limit: int) -> str | None:
+        """The full process list (``GET …/metrics/processes``), sorted and filtered by the
+        server; ``None`` for a fleet host, whose agent sends no process table."""
+        if self.host is not None:
+            return None
+        query = urlencode({"sort": sort, "filter": text, "limit": limit})
+        return f"{self.base}{self.stream_path}/processes?{query}"
+
     @property
     def hosts_url(self) -> str:
         return f"{self.base}/api/hosts"

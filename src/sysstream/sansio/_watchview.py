@@ -177,6 +177,10 @@ class WatchModel:
     paused: bool = False
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
     trends: dict[str, deque[float | None]] = field(default_factory=dict)
+    # The server's full list for the current filter (``GET …/metrics/processes``), so a
+    # filter finds processes outside the top ten; None: filter the top lists only.
+    process_list: list[dict[str, Any]] | None = None
+    process_matches: int | None = None
     received: int = 0
 
     # Fed by the connection
@@ -418,12 +422,16 @@ class WatchModel:
 
     def processes(self) -> list[dict[str, Any]]:
         """Top processes (by CPU and by memory, merged), sorted and filtered as asked."""
-        value = self.message.get("processes")
-        if not isinstance(value, dict):
-            return []
         seen: dict[Any, dict[str, Any]] = {}
-        for key in ("top_cpu", "top_memory"):
-            for row in value.get(key) or ():
+        if self.filter and self.process_list is not None:
+            lists: list[Any] = [self.process_list]
+        else:
+            value = self.message.get("processes")
+            if not isinstance(value, dict):
+                return []
+            lists = [value.get("top_cpu"), value.get("top_memory")]
+        for rows_of in lists:
+            for row in rows_of or ():
                 if isinstance(row, dict):
                     seen.setdefault(row.get("pid"), row)
         rows = list(seen.values())
@@ -446,6 +454,8 @@ class WatchModel:
         summary = f"{count}, {running} running; by {order}"
         if self.filter:
             summary += f", matching {self.filter!r}"
+            if self.process_list is not None and self.process_matches is not None:
+                summary += f" ({self.process_matches} found)"
         lines.insert(0, Line(self.schema.title("processes"), summary))
         rows = []
         top = "processes.top_memory.0"  # the units of a top process's figures
