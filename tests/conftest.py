@@ -20,7 +20,7 @@ from hypothesis import settings as hypothesis_settings
 
 from sysstream import create_app, load_settings
 from sysstream._settings import Settings
-from sysstream.web._server import bind_socket, build_server
+from sysstream.web._server import Server, bind_socket, build_server
 
 START_TIMEOUT = 10.0
 
@@ -49,7 +49,7 @@ hypothesis_settings.load_profile(
 )
 
 
-class _Server(uvicorn.Server):
+class _Server(Server):
     """uvicorn's server with a start event, so fixtures await readiness instead of polling."""
 
     def __init__(self, config: uvicorn.Config) -> None:

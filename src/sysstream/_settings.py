@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     stall_timeout: float = Field(
         10.0, gt=0, le=3600, description="Seconds a client may go without draining before drop."
     )
+    request_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a connection may take to send a request (or WebSocket handshake).",
+    )
     history_seconds: int = Field(
         3600, ge=0, le=7 * 86400, description="Seconds of samples kept in memory."
     )

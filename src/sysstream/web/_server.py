@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import socket
@@ -12,14 +13,19 @@ from fastapi import FastAPI
 from .._settings import Settings
 from ..stream import WebSocketProtocol
 from ._app import create_app
+from ._http import HttpLimits, HttpProtocol
 from ._limits import connection_backstop, default_max_clients, raise_open_files_limit
 from ._security import install_log_redaction, is_loopback_host
 
-__all__ = ["ServeError", "bind_socket", "build_server", "run_server"]
+__all__ = ["ServeError", "Server", "bind_socket", "build_server", "run_server"]
 
 logger = logging.getLogger("sysstream")
 
 LISTEN_BACKLOG = 4096
+GRACEFUL_SHUTDOWN = 2  # seconds open requests and streams get to finish on SIGTERM
+# Past this, connections still open are aborted so that shutdown goes on to the app's own
+# (hub, store); uvicorn would otherwise wait for each of them without end.
+SHUTDOWN_DEADLINE = GRACEFUL_SHUTDOWN + 1.0
 
 
 class ServeError(OSError):
@@ -43,14 +49,40 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def build_server(settings: Settings, app: FastAPI | None = None) -> uvicorn.Server:
+class Server(uvicorn.Server):
+    """uvicorn's server with a deadline on shutdown: a connection whose client stopped
+    reading would otherwise keep a closing transport, and the process, alive forever."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        deadline = asyncio.get_running_loop().call_later(SHUTDOWN_DEADLINE, self.abort_connections)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            deadline.cancel()
+
+    def abort_connections(self) -> None:
+        for connection in list(self.server_state.connections):
+            connection.transport.abort()
+
+
+def build_server(settings: Settings, app: FastAPI | None = None) -> Server:
     """A uvicorn server for ``app`` with the fast-path protocol and sysstream's limits."""
     # Keepalive pings catch clients that stopped reading while their kernel buffers still
     # absorb the ~100-byte ticks: unanswered within half the stall timeout, the client is
     # aborted, so a stalled reader is gone within one stall timeout.
     half = settings.stall_timeout / 2
+    # Past this many connections of any kind, a new one evicts the oldest still sending
+    # its request, or gets 503: the descriptors left are the reserve sampling, the store,
+    # logs and /healthz work with (accept() failing with EMFILE would hang clients).
+    most_connections = connection_backstop()
+    limits = HttpLimits(
+        request_timeout=settings.request_timeout,
+        write_timeout=settings.stall_timeout,
+        max_connections=most_connections,
+    )
     config = uvicorn.Config(
         app if app is not None else create_app(settings),
+        http=HttpProtocol.configured(limits),
         ws=WebSocketProtocol,
         # Per-message deflate costs more CPU and ~50 KB per connection than it saves on
         # ~100-byte messages: refused (docs/benchmarks.md).
@@ -61,15 +93,15 @@ def build_server(settings: Settings, app: FastAPI | None = None) -> uvicorn.Serv
         log_level=settings.log_level,
         lifespan="on",
         backlog=LISTEN_BACKLOG,
-        timeout_graceful_shutdown=2,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         proxy_headers=settings.proxy_headers,
         forwarded_allow_ips=list(settings.forwarded_allow_ips),
-        # Past this many connections uvicorn answers 503 itself, before the process runs
-        # out of file descriptors (where accept() fails and clients hang).
-        limit_concurrency=connection_backstop(),
+        # The protocol's cap decides on connections (evicting slow ones first); uvicorn's
+        # own check, one above it, then only bounds the requests running at once.
+        limit_concurrency=most_connections + 1,
     )
     install_log_redaction()  # after uvicorn's logging setup: `?token=` never reaches a log
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 def run_server(settings: Settings, app: FastAPI | None = None) -> None:
