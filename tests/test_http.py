@@ -235,7 +235,8 @@ async def test_at_the_open_files_limit_new_clients_and_sampling_keep_working() -
             async with httpx.AsyncClient(timeout=5) as client:
                 health = await client.get(f"http://127.0.0.1:{port}/healthz")
             # Served (the sampler's own state may read "stalled" on a loaded machine).
-            assert health.json()["hub"] == "running", health.text
+            assert health.status_code in (200, 503), health
+            assert health.json()["hub"] == "running", (health, health.text)
             async with ws_client(f"ws://127.0.0.1:{port}/api/system/metrics") as newcomer:
                 assert "cpu" in await receive_json(newcomer)
             for _ in range(5):  # sampling still opens /proc files

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import signal
 import subprocess
@@ -233,6 +234,60 @@ async def test_token_never_reaches_the_logs(server_factory: Any) -> None:
             logger.removeHandler(handler)
     assert any("token=[redacted]" in line for line in seen), seen
     assert not any(TOKEN in line for line in seen), seen
+
+
+@pytest.mark.parametrize("level", ["info", "debug", "trace"])
+async def test_no_credential_reaches_the_logs_at_any_level(level: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        *SYSSTREAM, "serve", "--port", "0", "--interval", "0.2", "--log-level", level,
+        env={**os.environ, "SYSSTREAM_TOKEN": TOKEN}, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert process.stderr is not None
+    log: list[str] = []
+    try:
+        port = 0
+        async with asyncio.timeout(20):
+            while not port or "startup complete" not in log[-1]:
+                log.append((await process.stderr.readline()).decode())
+                assert log[-1], "server exited"
+                if match := re.search(r"serving on http://127\.0\.0\.1:(\d+)", log[-1]):
+                    port = int(match[1])
+        url = f"ws://127.0.0.1:{port}/api/system/metrics"
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        async with ws_client(url, additional_headers=bearer) as websocket:
+            await receive_json(websocket)
+        async with ws_client(f"{url}?a=token&%74oken={TOKEN}") as websocket:  # encoded name
+            await receive_json(websocket)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
+            assert (
+                await http.get(f"/api/system/metrics/schema?tok%65n={TOKEN}")
+            ).status_code == 200
+            assert (await http.get("/api/system/metrics/schema", headers=bearer)).status_code == 200
+        process.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(process.communicate(), 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    text = "".join(log) + rest.decode()
+    assert TOKEN not in text and TOKEN[:12] not in text, [
+        line for line in text.splitlines() if TOKEN[:12] in line
+    ]
+    assert "[redacted]" in text
+    if level != "info":
+        assert re.search(r"authorization['\"]?\s*[:,]\s*b?['\"]?\[redacted\]", text, re.I)
+
+
+def test_redaction_of_every_rendering() -> None:
+    redactor = TokenRedactingFilter(TOKEN)
+    for text, expected in [
+        (f"GET /x?a=token&%74oken={TOKEN}&b=1", "GET /x?a=token&%74oken=[redacted]&b=1"),
+        ("GET /x?TOKEN=wrong-but-secret", "GET /x?TOKEN=[redacted]"),
+        ("< authorization: Bearer other", "< authorization: [redacted]"),
+        ("(b'authorization', b'Basic dXNlcg==')", "(b'authorization', b'[redacted]')"),
+        (f"path {TOKEN.replace('-', '%2D')}", "path [redacted]"),
+    ]:
+        assert redactor.redact(text) == expected, text
 
 
 class StripDenialExtension:

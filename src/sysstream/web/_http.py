@@ -71,6 +71,9 @@ class HttpProtocol(HttpToolsProtocol):
     # Connections still sending a request head, oldest first: the eviction order at the
     # connection cap. One per configured subclass, so one per server.
     waiting: ClassVar[dict[HttpProtocol, None]] = {}
+    # Connections aborted whose connection_lost has not run yet: their descriptors are
+    # closed, but uvicorn still counts them among its connections.
+    dropped: ClassVar[set[HttpProtocol]] = set()
 
     _deadline: asyncio.TimerHandle | None = None
     _write_check: asyncio.TimerHandle | None = None
@@ -84,13 +87,13 @@ class HttpProtocol(HttpToolsProtocol):
     @classmethod
     def configured(cls, limits: HttpLimits) -> type[HttpProtocol]:
         """A subclass bound to ``limits``, for ``uvicorn.Config(http=...)``."""
-        return type(cls.__name__, (cls,), {"limits": limits, "waiting": {}})
+        return type(cls.__name__, (cls,), {"limits": limits, "waiting": {}, "dropped": set()})
 
     # Connection cap and request deadline
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         cap = self.limits.max_connections
-        full = cap is not None and len(self.connections) >= cap
+        full = cap is not None and len(self.connections) - len(self.dropped) >= cap
         if full and self.waiting:
             oldest = next(iter(self.waiting))
             oldest.drop()  # leaves `waiting` and, on connection_lost, `connections`
@@ -122,6 +125,7 @@ class HttpProtocol(HttpToolsProtocol):
         """Abort the connection now: no response, and whatever is buffered is discarded."""
         self._request_arrived()
         if not self.transport.is_closing() or self.transport.get_write_buffer_size():
+            self.dropped.add(self)
             self.transport.abort()
 
     # Head bounds
@@ -231,6 +235,7 @@ class HttpProtocol(HttpToolsProtocol):
         super().shutdown()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.dropped.discard(self)
         self._request_arrived()
         if self._write_check is not None:
             self._write_check.cancel()

@@ -22,7 +22,6 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException
@@ -106,7 +105,7 @@ def _bearer(authorization: str | None) -> str | None:
 
 def _query_token(query_string: bytes) -> str | None:
     query = query_string.decode("latin-1")
-    if TOKEN_PARAMETER not in query:
+    if TOKEN_PARAMETER not in query.lower() and "%" not in query:  # names may be encoded
         return None
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == TOKEN_PARAMETER:
@@ -212,40 +211,67 @@ class AccessMiddleware:
 
 
 class TokenRedactingFilter(logging.Filter):
-    """Replaces the value of ``token=`` query parameters in a record's message and arguments.
+    """Removes credentials from log records, whatever the level and wherever they appear.
 
-    uvicorn's access log and its WebSocket lines print the request target, query included;
-    a token given as ``?token=…`` (the only way a browser can send one on a WebSocket) must
-    not end up in logs.
+    uvicorn's access log and WebSocket lines print the request target (``?token=…``, the
+    only way a browser can send a token on a WebSocket); at ``debug`` the websockets
+    library prints the handshake's headers (``authorization: Bearer …``); at ``trace``
+    uvicorn prints the ASGI scope (query string and headers). Redacted: the value of every
+    query parameter whose name decodes to ``token`` (``%74oken=`` authenticates too), the
+    credentials of every ``authorization`` header however it is rendered, and the
+    configured token itself, raw or percent-encoded, anywhere in the message.
     """
 
-    _TOKEN = re.compile(r"([?&]token=)[^&\s\"']*", re.IGNORECASE)
+    _QUERY = re.compile(
+        r"((?:^|[?&;\s'\"])(?:t|%74)(?:o|%6f)(?:k|%6b)(?:e|%65)(?:n|%6e)=)[^&;\s\"']*",
+        re.IGNORECASE,
+    )
+    # `authorization: Bearer x` (header dumps) and `(b'authorization', b'Bearer x')` (scopes)
+    _AUTHORIZATION = re.compile(
+        r"(authorization['\"]?\s*[:,=]\s*(?:b?['\"])?)[^'\"\r\n,)]+", re.IGNORECASE
+    )
+    _HINTS = ("token", "%74", "authorization")
+
+    def __init__(self, secret: str | None = None) -> None:
+        super().__init__()
+        # Each character as itself or percent-encoded (``%2D`` for ``-`` is as good as ``-``).
+        self._secret = (
+            re.compile("".join(f"(?:{re.escape(c)}|%{ord(c):02x})" for c in secret), re.I)
+            if secret
+            else None
+        )
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.msg, str) and "token=" in record.msg.lower():
-            record.msg = self.redact(record.msg)
-        if isinstance(record.args, tuple):
-            record.args = tuple(self._redact_arg(arg) for arg in record.args)
-        elif isinstance(record.args, dict):
-            record.args = {key: self._redact_arg(arg) for key, arg in record.args.items()}
+        message = record.getMessage()
+        lowered = message.lower()
+        if any(hint in lowered for hint in self._HINTS) or (
+            self._secret is not None and self._secret.search(message)
+        ):
+            record.msg, record.args = self.redact(message), None
         return True
 
     def redact(self, text: str) -> str:
-        return self._TOKEN.sub(r"\1[redacted]", text)
-
-    def _redact_arg(self, arg: Any) -> Any:
-        return self.redact(arg) if isinstance(arg, str) and "token=" in arg.lower() else arg
-
-
-REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error", "sysstream")
+        if self._secret is not None:
+            text = self._secret.sub("[redacted]", text)
+        text = self._QUERY.sub(r"\1[redacted]", text)
+        return self._AUTHORIZATION.sub(r"\1[redacted]", text)
 
 
-def install_log_redaction(names: Iterable[str] = REDACTED_LOGGERS) -> None:
-    """Attach a :class:`TokenRedactingFilter` to each named logger, once."""
+REDACTED_LOGGERS = ("uvicorn", "uvicorn.access", "uvicorn.error", "uvicorn.asgi", "sysstream")
+
+
+def install_log_redaction(
+    secret: str | None = None, names: Iterable[str] = REDACTED_LOGGERS
+) -> None:
+    """Attach a :class:`TokenRedactingFilter` to each named logger and to its handlers,
+    once: a logger's filters do not see records its children propagate to its handlers."""
+    redactor = TokenRedactingFilter(secret)
     for name in names:
         logger = logging.getLogger(name)
-        if not any(isinstance(f, TokenRedactingFilter) for f in logger.filters):
-            logger.addFilter(TokenRedactingFilter())
+        for target in (logger, *logger.handlers):
+            for old in [f for f in target.filters if isinstance(f, TokenRedactingFilter)]:
+                target.removeFilter(old)
+            target.addFilter(redactor)
 
 
 def is_loopback_host(host: str) -> bool:

@@ -96,11 +96,13 @@ def build_server(settings: Settings, app: FastAPI | None = None) -> Server:
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
         proxy_headers=settings.proxy_headers,
         forwarded_allow_ips=list(settings.forwarded_allow_ips),
-        # The protocol's cap decides on connections (evicting slow ones first); uvicorn's
-        # own check, one above it, then only bounds the requests running at once.
-        limit_concurrency=most_connections + 1,
+        # No limit_concurrency: the protocol's cap bounds connections (evicting slow ones
+        # first), and requests run at most one per connection. uvicorn's own check counts
+        # connections already aborted and would answer 503 while descriptors are free.
     )
-    install_log_redaction()  # after uvicorn's logging setup: `?token=` never reaches a log
+    # After uvicorn's logging setup, which creates the handlers: no credential reaches a log.
+    token = settings.token.get_secret_value() if settings.token is not None else None
+    install_log_redaction(token)
     return Server(config)
 
 
