@@ -203,13 +203,19 @@ def test_a_series_that_disappears_is_resolved() -> None:
 
 @pytest.mark.parametrize(
     ("aggregate", "expected"),
-    [(Aggregate.AVG, 3.0), (Aggregate.MAX, 5.0), (Aggregate.MIN, 1.0), (Aggregate.LAST, 2.0)],
+    [(Aggregate.AVG, 3.0), (Aggregate.MAX, 5.0), (Aggregate.MIN, 1.0)],
 )
 def test_window_aggregates(aggregate: Aggregate, expected: float) -> None:
     window = Window(aggregate, 5)
     results = [window.add(T0 + t, v) for t, v in enumerate([9.0, 1.0, 5.0, 4.0, 3.0, 2.0])]
     assert results[:4] == [None] * 4  # filling: under 90 % of 5 s covered
     assert results[5] == pytest.approx(expected)  # 9.0 left the window at +5 s
+
+
+def test_last_needs_no_window() -> None:
+    # `last` over any window is the latest value: the engine keeps no window for it.
+    with pytest.raises(ValueError, match="expected avg/max/min over seconds > 0, got last 60"):
+        Window(Aggregate.LAST, 60)
 
 
 @pytest.mark.parametrize("aggregate", [Aggregate.AVG, Aggregate.MAX, Aggregate.MIN])

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import math
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -112,14 +113,18 @@ class Window:
 
     __slots__ = (
         "_best", "_buckets", "_closes", "_count", "_current", "_current_best",
-        "_current_count", "_current_total", "_total", "aggregate", "first", "seconds", "width",
+        "_current_count", "_current_end", "_current_total", "_ready_at", "_total",
+        "aggregate", "first", "seconds", "width",
     )  # fmt: skip
 
     def __init__(self, aggregate: Aggregate, seconds: float) -> None:
+        if seconds <= 0 or aggregate is Aggregate.LAST:
+            raise ValueError(f"expected avg/max/min over seconds > 0, got {aggregate} {seconds}")
         self.aggregate = aggregate
         self.seconds = seconds
         self.width = seconds / BUCKETS
         self.first: float | None = None
+        self._ready_at = math.inf  # when the window covers enough of its span to be trusted
         # avg: closed buckets as (start, total, count), with their running total and count
         self._buckets: deque[tuple[float, float, int]] = deque()
         self._total = 0.0
@@ -127,57 +132,65 @@ class Window:
         self._closes = 0
         # max/min: closed buckets as (start, best), a monotonic deque whose front is the best
         self._best: deque[tuple[float, float]] = deque()
-        self._current: float | None = None  # the open bucket's start
+        self._current = -math.inf  # the open bucket's start and end
+        self._current_end = -math.inf
         self._current_total = 0.0
         self._current_count = 0
         self._current_best = 0.0
 
     def add(self, at: float, value: float) -> float | None:
         """Add a value; returns the aggregate, or None while the window is still filling."""
-        # Called for every series on every tick: locals over attributes, one branch per case.
-        first = self.first
-        if first is None:
-            first = self.first = at
-        seconds = self.seconds
+        # Called for every series on every tick: the same-bucket case is a few additions.
         aggregate = self.aggregate
-        if seconds <= 0 or aggregate is _LAST:
-            return value if at - first >= seconds * WARM else None
-        upward = aggregate is _MAX
-        start = at - at % self.width
-        if start != self._current:
-            if self._current_count:
-                self._close(upward)
-            self._current = start
-            self._current_total = value
-            self._current_count = 1
-            self._current_best = value
-        else:
+        if at < self._current_end:
             self._current_total += value
             self._current_count += 1
-        horizon = at - seconds
+            if aggregate is not _AVG:
+                best = self._current_best
+                if (value > best) if aggregate is _MAX else (value < best):
+                    self._current_best = value
+        else:
+            self._open(at, value)
+        if at < self._ready_at:
+            return None
         if aggregate is _AVG:
+            return (self._total + self._current_total) / (self._count + self._current_count)
+        best = self._current_best
+        closed = self._best
+        if closed:
+            front = closed[0][1]
+            if (front > best) if aggregate is _MAX else (front < best):
+                return front
+        return best
+
+    def _open(self, at: float, value: float) -> None:
+        """A value past the open bucket: close it, open the next, let old buckets go."""
+        if self.first is None:
+            self.first = at
+            self._ready_at = at + self.seconds * WARM
+        upward = self.aggregate is _MAX
+        if self._current_count:
+            self._close(upward)
+        width = self.width
+        self._current = start = at - at % width
+        self._current_end = start + width
+        self._current_total = value
+        self._current_count = 1
+        self._current_best = value
+        horizon = at - self.seconds
+        if self.aggregate is _AVG:
             buckets = self._buckets
             while buckets and buckets[0][0] <= horizon:
                 _, total, count = buckets.popleft()
                 self._total -= total
                 self._count -= count
-            result = (self._total + self._current_total) / (self._count + self._current_count)
         else:
-            best = self._current_best
-            if (value > best) if upward else (value < best):
-                best = self._current_best = value
             closed = self._best
-            if closed:
-                while closed and closed[0][0] <= horizon:
-                    closed.popleft()
-                if closed and ((closed[0][1] > best) if upward else (closed[0][1] < best)):
-                    best = closed[0][1]
-            result = best
-        return result if at - first >= seconds * WARM else None
+            while closed and closed[0][0] <= horizon:
+                closed.popleft()
 
     def _close(self, upward: bool) -> None:
-        assert self._current is not None
-        if self.aggregate is Aggregate.AVG:
+        if self.aggregate is _AVG:
             self._buckets.append((self._current, self._current_total, self._current_count))
             self._total += self._current_total
             self._count += self._current_count
@@ -429,11 +442,11 @@ class AlertEngine:
             if path is not None:
                 value, parent = root, values
                 for key in path:
-                    if not isinstance(value, dict):
+                    if type(value) is not dict:
                         break
                     parent, value = value, value.get(key)
-                if not isinstance(value, int | float) or isinstance(value, bool):
-                    continue
+                if type(value) is not float and type(value) is not int:
+                    continue  # absent, null (a rate's first tick) or not a number
                 series = table.get(())
                 if series is None:
                     if () in table:
@@ -441,7 +454,15 @@ class AlertEngine:
                     series = self._new_series(compiled, host, (), table)
                     if series is None:
                         continue
-                self._step(series, at, value, parent, events)
+                # _step, inlined for the common case: a calm series decided in one test.
+                window = series.window
+                aggregate = value if window is None else window.add(at, value)
+                series.seen = at
+                if aggregate is None:
+                    continue
+                if series.state is _OK and series.calm is not None and series.calm(aggregate):
+                    continue
+                self._decide(series, at, aggregate, parent, events)
                 continue
             leaf = compiled.leaf
             if leaf is not None and isinstance(root, dict):
@@ -450,7 +471,7 @@ class AlertEngine:
                     if not isinstance(item, dict):
                         continue
                     number = item.get(leaf)
-                    if not isinstance(number, int | float) or isinstance(number, bool):
+                    if type(number) is not float and type(number) is not int:
                         continue
                     label_values: tuple[str, ...] = (key,)
                     series = table.get(label_values)
@@ -460,7 +481,14 @@ class AlertEngine:
                         series = self._new_series(compiled, host, label_values, table)
                         if series is None:
                             continue
-                    self._step(series, at, number, item, events)
+                    window = series.window
+                    aggregate = number if window is None else window.add(at, number)
+                    series.seen = at
+                    if aggregate is None:
+                        continue
+                    if series.state is _OK and series.calm is not None and series.calm(aggregate):
+                        continue
+                    self._decide(series, at, aggregate, item, events)
                 continue
             for label_values, number, parent in _leaves(root, compiled.parts, 1, (), values):
                 series = table.get(label_values)
@@ -541,10 +569,21 @@ class AlertEngine:
             aggregate = window.add(at, value)
             if aggregate is None:
                 return  # still filling the window: no verdict either way
-        state = series.state
         calm = series.calm
-        if state is _OK and calm is not None and calm(aggregate):
+        if series.state is _OK and calm is not None and calm(aggregate):
             return  # the common case: all is well, nothing to decide
+        self._decide(series, at, aggregate, siblings, events)
+
+    def _decide(
+        self,
+        series: _Series,
+        at: float,
+        aggregate: float,
+        siblings: Any,
+        events: list[AlertEvent],
+    ) -> None:
+        """The state machine, for an aggregate that needs a verdict."""
+        state = series.state
         rule = series.rule
         warning = rule.warning.resolve(siblings) if rule.warning is not None else None
         critical = rule.critical.resolve(siblings) if rule.critical is not None else None
