@@ -157,6 +157,7 @@ def test_serve_help_shows_types_choices_switches_and_plain_defaults() -> None:
     assert re.search(r"--interval FLOAT\s+Seconds between samples\. \[0\.05<=x<=3600\]", text)
     assert "--stall-timeout FLOAT" in text and "[0<x<=3600]" in text
     assert "--disk-path DIRECTORY" in text and "--data-dir DIRECTORY" in text
+    assert "--alerts FILE" in text
     assert "--log-level [critical|error|warning|info|debug|trace]" in text
     assert "--proxy-headers / --no-proxy-headers" in text
     assert "default 127.0.0.1,::1]" in text and "['127.0.0.1'" not in text

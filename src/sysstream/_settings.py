@@ -15,6 +15,7 @@ from .sansio import RuleError, check_redis_url, parse_origin_pattern, parse_rule
 
 __all__ = [
     "Directory",
+    "File",
     "LogLevel",
     "Settings",
     "SettingsError",
@@ -52,6 +53,10 @@ DEFAULT_MAX_VIEWS = 256
 
 class Directory:
     """Marks a setting that names a directory, so the command line shows it as a path."""
+
+
+class File:
+    """Marks a setting that names a file, so the command line shows it as a path."""
 
 
 ExistingDirectory = Annotated[str, AfterValidator(_existing_directory), Directory()]
@@ -137,7 +142,7 @@ class Settings(BaseSettings):
         list[Annotated[str, AfterValidator(_proxy_address)]], NoDecode
     ] = Field(["127.0.0.1", "::1"], description="Proxy addresses whose X-Forwarded-* are trusted.")
     # Alerts (docs/alerts.md): built-in rules unless --no-alerts; a file adds and overrides.
-    alerts: str | None = Field(
+    alerts: Annotated[str | None, File()] = Field(
         None, description="Alert rules and notification destinations (TOML file)."
     )
     no_alerts: bool = Field(False, description="Evaluate no alert rules at all.")

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings
 from rich.console import Console
 from websockets.exceptions import WebSocketException
 
-from .._settings import Directory, ModelT, Settings, SettingsError, validated
+from .._settings import Directory, File, ModelT, Settings, SettingsError, validated
 from .._version import __version__
 from ..alerts import load_rule_file
 from ..fleet import AgentSettings, run_agent
@@ -25,7 +25,6 @@ from ..sansio import EndpointError, RuleError, parse_endpoint
 from ..web import ServeError, run_server
 from ._watch import Refused, describe_failure, print_lines
 from ._watch import once as watch_once
-from ._watch_app import WatchApp
 
 __all__ = ["main"]
 
@@ -95,6 +94,8 @@ def _click_type(field: FieldInfo) -> click.ParamType[Any]:
     checks stay with the model)."""
     if any(isinstance(marker, Directory) for marker in field.metadata):
         return click.Path(file_okay=False)
+    if any(isinstance(marker, File) for marker in field.metadata):
+        return click.Path(dir_okay=False)
     annotation = field.annotation
     if get_origin(annotation) in (Union, UnionType):  # `int | None`: the value's type
         annotation = next(arg for arg in get_args(annotation) if arg is not type(None))
@@ -225,6 +226,9 @@ def watch_command(
         if once:
             asyncio.run(watch_once(endpoint, token, Console()))
         elif sys.stdout.isatty():
+            # Textual loads only for the full screen: `serve`, pipes and --once start faster.
+            from ._watch_app import WatchApp
+
             app = WatchApp(endpoint, token, count=count, fleet=True if host else None)
             app.run()
             if app.refusal is not None:
