@@ -8,6 +8,7 @@ import contextlib
 import io
 import itertools
 import os
+import re
 import subprocess
 import sys
 import time
@@ -333,3 +334,16 @@ async def test_active_alerts_are_shown(server_factory: Factory, tmp_path: Any) -
         assert "warning" in shown and "firing" in shown and "uptime_up" in shown
         assert "the host is up" in shown
         assert app.query_one("#alerts").border_title == "Active alerts"
+
+
+async def test_once_respects_no_color(server_factory: Factory) -> None:
+    server = server_factory(interval=0.5)
+    address = f"127.0.0.1:{server.port}"
+    colour = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7]|38;)")  # a foreground colour
+    coloured = await asyncio.to_thread(watch, address, "--once", env={"FORCE_COLOR": "1"})
+    assert coloured.returncode == 0 and colour.search(coloured.stdout)
+    plain = await asyncio.to_thread(
+        watch, address, "--once", env={"FORCE_COLOR": "1", "NO_COLOR": "1"}
+    )
+    assert plain.returncode == 0 and "CPU time by mode" in plain.stdout
+    assert not colour.search(plain.stdout)
