@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 import redis
 import redis.asyncio as redis_asyncio
@@ -19,6 +22,7 @@ from websockets.exceptions import InvalidStatus
 
 from sysstream._sample import Sample
 from sysstream.fleet._agent import load_agent_settings, run_agent
+from sysstream.sansio._messages import format_timestamp
 from sysstream.sansio._wire import decode_tick, encode_tick, ticks_channel
 
 from .conftest import RunningServer, receive_json, ws_client
@@ -252,7 +256,7 @@ async def test_a_malformed_message_is_logged_once_and_skipped(
     fleet = server.app.state.fleet
     assert server.call(lambda: fleet.skipped) == 5
     warnings = [r.getMessage() for r in server.log.records if "malformed" in r.getMessage()]
-    assert len(warnings) == 2, warnings  # web1 once a minute, plus the bad channel
+    assert len(warnings) == 1, warnings  # once a minute, whichever host or channel
     assert "from host web1: expected a JSON object, got invalid JSON" in warnings[0]
     assert [entry["id"] for entry in (await hosts_of(server))["hosts"]] == ["web1"]
 
@@ -338,3 +342,80 @@ async def stored_points(
     return dict(
         zip(body["timestamps"], zip(values["cpu"], values["memory"], strict=True), strict=True)
     )
+
+
+def lie(host: str, **changes: Any) -> bytes:
+    """A tick for ``host`` that is well-formed but for ``changes``."""
+    message = {"v": 1, "host": host, "interval": 1.0, "tick": 1, "timestamp": time.time()}
+    message |= {"values": {"cpu": 1.0, "memory": 2.0, "disk": 3.0}, "errors": {}}
+    return orjson.dumps(message | changes)
+
+
+def deep(host: str, depth: int) -> bytes:
+    nested = b'{"x":' * depth + b"1" + b"}" * depth
+    return lie(host, values={"cpu": "HERE"}).replace(b'"HERE"', nested)
+
+
+async def test_fleet_members_that_lie_leave_the_hub_serving_real_hosts(
+    redis_url: str, server_factory: Factory
+) -> None:
+    # Issue 13: each of these once stopped ingest, silenced a real host, 500'd /api/hosts,
+    # or took hundreds of MB. Now each is dropped and counted, and web1 streams on.
+    with redis.Redis.from_url(redis_url) as client:
+        # Lies already in Redis when a hub starts: a backlog entry and host-set scores.
+        client.xadd("sysstream:liar0:backlog", {"tick": lie("liar0", interval=1e-20)})
+        client.zadd("sysstream:hosts", {"liar0": time.time(), "liar1": math.inf})
+        client.zadd("sysstream:hosts", {"liar2": 1e12})
+    server = server_factory(
+        redis_url=redis_url, interval=INTERVAL, history_seconds=60, max_hosts=20
+    )
+    liars = [
+        lie("liar3", interval=1e-20),  # once raised in the history ring and stopped ingest
+        lie("web1", timestamp=1e12),  # once hid every real tick of web1 behind it
+        lie("web1", timestamp=time.time() + 10 * 365 * 86400),
+        deep("web1", 300),
+        lie("web1", values={"cpu": "x" * 250_000}),  # 250 KB: once filled a ring to ~0.9 GB
+    ]
+    async with agent(redis_url, "web1"):
+        await wait_for_status(server, {"web1": "online"})
+        url = server.ws_url("/api/hosts/web1/metrics?fields=cpu,memory")
+        async with (
+            ws_client(url) as websocket,
+            httpx.AsyncClient(base_url=server.http_url, timeout=5) as http,
+        ):
+            await receive_until(websocket, is_data)
+            with redis.Redis.from_url(redis_url) as client:
+                for payload in liars:
+                    client.publish(
+                        ticks_channel("web1" if b'"web1"' in payload else "liar3"), payload
+                    )
+                pipe = client.pipeline(transaction=False)
+                for number in range(10_000):  # once 270 MB and a steady 21% CPU
+                    pipe.publish(ticks_channel(f"h{number}"), lie(f"h{number}"))
+                for number in range(200):  # malformed on distinct channels
+                    pipe.publish(ticks_channel(f"junk{number}"), b"{not json")
+                pipe.execute()
+            await server.wait_until(lambda: server.app.state.fleet.refused >= 9_980, timeout=30)
+            # web1's real ticks still flow, and still newer than any lie.
+            before = time.time()
+            for _ in range(3):
+                message = await receive_until(websocket, is_data)
+            assert message["memory"] > 0
+            assert (await http.get("/api/hosts/web1/metrics")).status_code == 200
+            listed = await http.get("/api/hosts")
+            assert listed.status_code == 200
+            assert listed.json()["redis"] == "connected"
+            web1 = next(entry for entry in listed.json()["hosts"] if entry["id"] == "web1")
+            assert web1["status"] == "online" and web1["last_seen"] >= format_timestamp(before - 1)
+            health = (await http.get("/healthz")).json()["fleet"]
+    fleet = server.app.state.fleet
+    assert health["hosts"] == len(fleet.hosts) == 20  # web1 and the first 19 invented ones
+    assert health["malformed_messages"] >= len(liars) + 200
+    assert health["ignored_host_ticks"] >= 9_980
+    assert "liar3" not in fleet.hosts
+    for host in ("liar0", "liar1", "liar2"):  # listed in Redis; nothing credible served
+        if host in fleet.hosts:
+            assert fleet.hosts[host].record.latest is None
+    warnings = [r.getMessage() for r in server.log.records if r.getMessage().startswith("fleet:")]
+    assert len(warnings) <= 3, warnings  # the log is throttled across hosts and channels
+    assert not server.log.errors()

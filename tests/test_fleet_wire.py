@@ -6,6 +6,7 @@ import orjson
 import pytest
 
 from sysstream._sample import Sample
+from sysstream.sampling import LocalSource, build_collectors
 from sysstream.sansio._wire import (
     MAX_TICK_BYTES,
     WireError,
@@ -25,6 +26,12 @@ SAMPLE = Sample(
     values={"cpu": 25.5, "memory": 60.2, "net": {"rx_bytes_per_s": 10.0, "interfaces": {}}},
     errors={"disk": "OSError: gone"},
 )
+
+
+def _nested_load(depth: int) -> bytes:
+    """A tick whose ``load`` nests ``depth`` objects deep (orjson will not write one)."""
+    message = orjson.dumps(tick_dict(values={"load": "HERE"}))
+    return message.replace(b'"HERE"', b'{"x":' * depth + b"1" + b"}" * depth)
 
 
 def tick_dict(**changes: object) -> dict[str, object]:
@@ -54,7 +61,20 @@ def test_groups_unknown_to_this_hub_are_dropped_not_refused() -> None:
         (orjson.dumps(tick_dict(host=3)), "expected 'host' to be a string, got 3"),
         (orjson.dumps(tick_dict(host="a:b")), "bad 'host': expected a host id of"),
         (orjson.dumps(tick_dict(host="web2")), "expected host 'web1' on its own channel"),
-        (orjson.dumps(tick_dict(interval=0)), "expected a positive 'interval', got 0.0"),
+        (
+            orjson.dumps(tick_dict(interval=0)),
+            "expected an 'interval' from 0.05 to 3600 s, got 0.0",
+        ),
+        # Issue 13's lies: each once stopped ingest or hid a real host.
+        (orjson.dumps(tick_dict(interval=1e-20)), "expected an 'interval' from 0.05 to 3600 s"),
+        (orjson.dumps(tick_dict(interval=1e6)), "expected an 'interval' from 0.05 to 3600 s"),
+        (orjson.dumps(tick_dict(tick=2**60)), "expected 'tick' to be a non-negative integer"),
+        (_nested_load(300), "expected a number, string or null at values.load.x, got {'x'"),
+        (orjson.dumps(tick_dict(values={"cpu": {"a": 1}})), "at values.cpu, got {'a': 1}"),
+        (orjson.dumps(tick_dict(values={"cpu": [1]})), "at values.cpu, got [1]"),
+        (orjson.dumps(tick_dict(values={"memory": "x" * 5000})), "at most 4096 characters"),
+        (b'{"v":1,"host":"web1","interval":1,"tick":1,"timestamp":1e400}', "invalid JSON"),
+        (orjson.dumps(tick_dict(errors={"cpu": "x" * 5000})), "'errors.cpu' to be a string of"),
         (orjson.dumps(tick_dict(interval="1")), "expected 'interval' to be a finite number"),
         (orjson.dumps(tick_dict(tick=-1)), "expected 'tick' to be a non-negative integer"),
         (orjson.dumps(tick_dict(tick=True)), "expected 'tick' to be a non-negative integer"),
@@ -69,6 +89,36 @@ def test_malformed_ticks_are_refused_with_the_reason(data: bytes, expected: str)
         decode_tick(data, host="web1")
     assert expected in str(refused.value)
     assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("timestamp", "expected"),
+    [
+        (1e12, "expected 'timestamp' at most 300 s ahead of this hub's clock, got 1000000000000.0"),
+        (SAMPLE.timestamp + 10 * 365 * 86400, "at most 300 s ahead of this hub's clock"),
+        (SAMPLE.timestamp - 8 * 86400, "expected 'timestamp' at most 604800 s old"),
+    ],
+)
+def test_a_timestamp_far_from_the_hubs_clock_is_refused(timestamp: float, expected: str) -> None:
+    data = orjson.dumps(tick_dict(timestamp=timestamp))
+    with pytest.raises(WireError, match=expected.replace("(", r"\(")):
+        decode_tick(data, host="web1", now=SAMPLE.timestamp)
+    # A clock a little ahead, or a backlog a day old, is normal.
+    for near in (SAMPLE.timestamp + 60, SAMPLE.timestamp - 86400):
+        assert decode_tick(orjson.dumps(tick_dict(timestamp=near)), now=SAMPLE.timestamp)
+
+
+async def test_a_real_full_catalogue_tick_passes_the_checks() -> None:
+    # Every group this machine's collectors read, as they shape it, decodes unchanged.
+    source = LocalSource(build_collectors(disk_path="/"), interval=0.1, collect_timeout=5)
+    try:
+        for _ in range(6):  # past the first tick of the slower groups (processes)
+            full = await source.next_sample(source.groups)
+    finally:
+        source.close()
+    assert {"cpu", "net", "mounts", "processes"} <= full.values.keys()
+    tick = decode_tick(encode_tick("web1", 1.0, full), host="web1", now=full.timestamp)
+    assert tick.sample.values == full.values
 
 
 def test_channels_and_keys_name_the_host() -> None:

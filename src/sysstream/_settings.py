@@ -49,6 +49,9 @@ def _existing_directory(value: str) -> str:
 # Each distinct view costs one encoding per due tick (~20 µs; 1,000 views took 22 ms a
 # tick): this many keep a tick's fan-out in single milliseconds whatever clients ask for.
 DEFAULT_MAX_VIEWS = 256
+# Fleet mode: each host costs a hub, its history (at most 16 MiB) and a tick of CPU per
+# interval; anyone who can publish to Redis can invent hosts.
+DEFAULT_MAX_HOSTS = 256
 
 
 class Directory:
@@ -150,6 +153,12 @@ class Settings(BaseSettings):
         None,
         description="Fleet mode: Redis URL (redis://, rediss://) to serve agents' hosts from.",
         json_schema_extra={"flag_alias": "--redis"},
+    )
+    max_hosts: int = Field(
+        DEFAULT_MAX_HOSTS,
+        ge=1,
+        le=100_000,
+        description="Fleet mode: most hosts served; ticks of hosts past it are dropped.",
     )
 
     @field_validator("redis_url")

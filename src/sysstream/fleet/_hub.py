@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from .._registry import ALWAYS_FIELDS
 from .._sample import Sample
-from .._settings import DEFAULT_MAX_VIEWS
+from .._settings import DEFAULT_MAX_HOSTS, DEFAULT_MAX_VIEWS
 from ..sampling import describe_exception
 from ..sansio import (
     HOSTS_KEY,
@@ -39,6 +39,7 @@ from ..sansio import (
     WireError,
     backlog_key,
     check_host_id,
+    check_timestamp,
     decode_tick,
     host_of_channel,
     redact_url,
@@ -50,13 +51,18 @@ __all__ = ["Fleet", "HostHistory", "RedisState", "RemoteHost"]
 
 logger = logging.getLogger("sysstream")
 
-# A malformed message is logged at most this often per host: one bad agent must not
-# flood the log once per tick.
+# Malformed messages are logged at most this often, all hosts and channels together:
+# neither one bad agent nor many forged channels may flood the log. Each is counted.
 COMPLAINT_EVERY = 60.0
+# History kept in memory per host, whatever its agent sends: the full catalogue every
+# second for an hour is ~11 MB (1-3 KB a tick).
+MAX_HOST_HISTORY_BYTES = 16 * 1024 * 1024
 # The pub/sub connection is pinged when idle this long, so a silently dropped connection
 # (no RST, e.g. a NAT timeout) is noticed and reconnected.
 HEALTH_CHECK_SECONDS = 5
 _POLL_SECONDS = 1.0
+
+_Listed = tuple[str, float | None]  # a host in the hosts set and its last tick, if credible
 
 
 class RedisState(enum.Enum):
@@ -75,7 +81,7 @@ class HostHistory(History):
     """
 
     def __init__(self, seconds: float, interval: float) -> None:
-        super().__init__(seconds, interval)
+        super().__init__(seconds, interval, max_bytes=MAX_HOST_HISTORY_BYTES)
         self.newest = -math.inf
         self.extra: list[Recorder] = []  # per-host recorders fed the same ticks (the store)
 
@@ -113,14 +119,16 @@ class RemoteHost:
             if self.record.transition(seen_at) is HostStatus.ONLINE:
                 logger.info("host %s online", self.record.host)
 
-    def backfill(self, ticks: Iterable[Tick], last_seen: float) -> int:
+    def backfill(self, ticks: Iterable[Tick], last_seen: float | None) -> int:
         """Ticks read from the backlog, oldest first: into history, not to clients."""
         kept = 0
         for tick in ticks:
             if self.record.observe(tick.sample, tick.interval, tick.sample.timestamp):
                 self.history.record(tick.sample)
                 kept += 1
-        if self.record.last_seen is None or last_seen > self.record.last_seen:
+        if last_seen is not None and (
+            self.record.last_seen is None or last_seen > self.record.last_seen
+        ):
             self.record.last_seen = last_seen
         if self.record.latest is not None and self.hub.latest is None:
             self.hub.latest = self.record.latest  # GET …/metrics answers at once
@@ -139,18 +147,22 @@ class Fleet:
         *,
         history_seconds: float,
         max_views: int = DEFAULT_MAX_VIEWS,
+        max_hosts: int = DEFAULT_MAX_HOSTS,
         recorders_for: Callable[[str], Iterable[Recorder]] = lambda host: (),
         max_backoff: float = 5.0,
     ) -> None:
         self.url = url
         self.history_seconds = history_seconds
         self.max_views = max_views  # per host
+        self.max_hosts = max_hosts
         self.hosts: dict[str, RemoteHost] = {}
         self.state = RedisState.CONNECTING
         self.skipped = 0  # malformed messages dropped
+        self.refused = 0  # valid ticks dropped: their host would be one past max_hosts
         self._recorders_for = recorders_for
         self._backoff = Backoff(initial=0.2, maximum=max_backoff)
-        self._complained: dict[str, float] = {}
+        self._complained_at = -math.inf
+        self._unreported = 0  # complaints since the last one logged
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
 
@@ -247,13 +259,22 @@ class Fleet:
         known = cast(
             "list[tuple[bytes, float]]", await client.zrange(HOSTS_KEY, 0, -1, withscores=True)
         )
-        hosts: list[tuple[str, float]] = []
+        now = time.time()
+        hosts: list[_Listed] = []
         for raw, score in known:
             try:
-                hosts.append((check_host_id(raw.decode(errors="replace")), score))
+                host = check_host_id(raw.decode(errors="replace"))
             except ValueError as exc:
                 self._complain("?", f"{HOSTS_KEY} lists a bad host: {exc}")
-        now = time.time()
+                continue
+            last_seen: float | None = score
+            try:
+                check_timestamp(score, now, f"{HOSTS_KEY} score")
+            except WireError as exc:
+                self._complain(host, str(exc))
+                last_seen = None  # its ticks, if real, will tell
+            hosts.append((host, last_seen))
+        hosts = self._within_limit(hosts)
         pipe = client.pipeline(transaction=False)
         for host, last_seen in hosts:
             pipe.xrevrange(backlog_key(host), count=self._backlog_wanted(host, now, last_seen))
@@ -262,16 +283,38 @@ class Fleet:
             ticks: list[Tick] = []
             for _entry_id, fields in reversed(entries):
                 try:
-                    ticks.append(decode_tick(fields.get(b"tick", b""), host=host))
+                    ticks.append(decode_tick(fields.get(b"tick", b""), host=host, now=now))
                 except WireError as exc:
                     self._complain(host, f"bad backlog entry: {exc}")
             interval = ticks[-1].interval if ticks else None
             remote = await self._host(host, interval)
+            if remote is None:
+                continue
             kept = remote.backfill(ticks, last_seen)
             if kept:
                 logger.debug("fleet: backfilled %d ticks of host %s", kept, host)
 
-    def _backlog_wanted(self, host: str, now: float, last_seen: float) -> int:
+    def _within_limit(
+        self, hosts: list[tuple[str, float | None]]
+    ) -> list[tuple[str, float | None]]:
+        """The hosts this hub serves already, then the most recently seen others while
+        there is room under ``max_hosts``; the rest are counted and logged (once)."""
+        known = [entry for entry in hosts if entry[0] in self.hosts]
+        others = sorted(
+            (entry for entry in hosts if entry[0] not in self.hosts),
+            key=lambda entry: -math.inf if entry[1] is None else entry[1],
+            reverse=True,
+        )
+        room = max(0, self.max_hosts - len(self.hosts))
+        if len(others) > room:
+            self.refused += len(others) - room
+            self._log_throttled(
+                f"fleet: {HOSTS_KEY} lists {len(hosts)} hosts; this hub serves at most "
+                f"{self.max_hosts} (--max-hosts) and ignores {len(others) - room}"
+            )
+        return known + others[:room]
+
+    def _backlog_wanted(self, host: str, now: float, last_seen: float | None) -> int:
         remote = self.hosts.get(host)
         interval = remote.record.interval if remote is not None else 1.0
         span = self.history_seconds
@@ -283,16 +326,27 @@ class Fleet:
         host = "?"
         try:
             host = host_of_channel(channel)
-            tick = decode_tick(data, host=host)
+            now = time.time()
+            tick = decode_tick(data, host=host, now=now)
         except WireError as exc:
             self._complain(host, str(exc))
             return
         remote = await self._host(host, tick.interval)
-        remote.receive(tick, time.time())
+        if remote is not None:
+            remote.receive(tick, now)
 
-    async def _host(self, host: str, interval: float | None) -> RemoteHost:
+    async def _host(self, host: str, interval: float | None) -> RemoteHost | None:
+        """The host's :class:`RemoteHost`, created on first sight; None (counted and
+        logged) when it would be one host more than ``max_hosts``."""
         remote = self.hosts.get(host)
         if remote is None:
+            if len(self.hosts) >= self.max_hosts:
+                self.refused += 1
+                self._log_throttled(
+                    f"fleet: ignored host {host}: this hub serves at most {self.max_hosts} "
+                    "hosts (--max-hosts)"
+                )
+                return None
             record = HostRecord(host, interval or 1.0)
             remote = self.hosts[host] = RemoteHost(self, record, self.history_seconds)
             remote.history.extra.extend(self._recorders_for(host))
@@ -302,7 +356,16 @@ class Fleet:
 
     def _complain(self, host: str, problem: str) -> None:
         self.skipped += 1
+        self._log_throttled(f"fleet: skipped a malformed message from host {host}: {problem}")
+
+    def _log_throttled(self, line: str) -> None:
+        """Log ``line`` unless a line was logged within ``COMPLAINT_EVERY`` seconds; the
+        next one logged says how many were held back meanwhile."""
         now = time.monotonic()
-        if now - self._complained.get(host, -math.inf) >= COMPLAINT_EVERY:
-            self._complained[host] = now
-            logger.warning("fleet: skipped a malformed message from host %s: %s", host, problem)
+        if now - self._complained_at < COMPLAINT_EVERY:
+            self._unreported += 1
+            return
+        if self._unreported:
+            line += f" ({self._unreported} more not logged in the last {COMPLAINT_EVERY:g} s)"
+        self._complained_at, self._unreported = now, 0
+        logger.warning("%s", line)

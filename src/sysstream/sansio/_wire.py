@@ -32,7 +32,10 @@ from .._sample import Sample
 
 __all__ = [
     "HOSTS_KEY",
+    "MAX_CLOCK_AHEAD",
+    "MAX_INTERVAL",
     "MAX_TICK_BYTES",
+    "MIN_INTERVAL",
     "TICKS_PATTERN",
     "WIRE_VERSION",
     "Tick",
@@ -40,6 +43,7 @@ __all__ = [
     "backlog_key",
     "check_host_id",
     "check_redis_url",
+    "check_timestamp",
     "decode_tick",
     "encode_tick",
     "host_of_channel",
@@ -51,8 +55,18 @@ WIRE_VERSION = 1
 PREFIX = "sysstream:"
 HOSTS_KEY = "sysstream:hosts"
 TICKS_PATTERN = "sysstream:*:ticks"
-# A full-catalogue tick is 1–3 KB; anything far larger is not one of ours.
-MAX_TICK_BYTES = 256 * 1024
+# Every field of a tick is bounded: any process that can publish to Redis can send one
+# (docs/fleet.md, "Trust"), and a hub must go on serving the hosts that tell the truth.
+# A full-catalogue tick is 1–3 KB (a host with a hundred containers, ~60 KB).
+MAX_TICK_BYTES = 128 * 1024
+# The agent's own bounds on --interval.
+MIN_INTERVAL, MAX_INTERVAL = 0.05, 3600.0
+# A tick stamped further ahead of the hub's clock than this would hide the host's real
+# ticks behind it (they look older); one older than the longest history is of no use.
+MAX_CLOCK_AHEAD = 300.0
+MAX_AGE = 7 * 86400.0
+MAX_TEXT = 4096  # characters in any string: error messages, command lines, names
+MAX_TICK_NUMBER = 2**53  # exact as a JSON number anywhere
 
 # Host ids become part of Redis keys and URL paths: no ':', '/', '*', spaces or '?'.
 _HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
@@ -160,10 +174,13 @@ def encode_tick(host: str, interval: float, sample: Sample) -> bytes:
     )
 
 
-def decode_tick(data: bytes | str, *, host: str | None = None) -> Tick:
-    """Parse and check one tick; ``host``, when given, is the host its channel names.
+def decode_tick(data: bytes | str, *, host: str | None = None, now: float | None = None) -> Tick:
+    """Parse and check one tick; ``host``, when given, is the host its channel names, and
+    ``now`` the hub's clock (epoch seconds) the timestamp must be close to.
 
-    Groups this hub does not know (an agent of a newer version) are dropped, not refused.
+    Groups this hub does not know (an agent of a newer version) are dropped, not refused;
+    a known group's value must have the shape the registry gives it (how deep it nests,
+    scalars at the leaves, finite numbers, bounded strings).
     """
     if len(data) > MAX_TICK_BYTES:
         raise WireError(f"expected a tick of at most {MAX_TICK_BYTES} bytes, got {len(data)}")
@@ -175,10 +192,10 @@ def decode_tick(data: bytes | str, *, host: str | None = None) -> Tick:
         raise WireError(f"expected a JSON object, got {type(message).__name__}")
     version = message.get("v")
     if version != WIRE_VERSION:
-        raise WireError(f"expected wire version {WIRE_VERSION}, got {version!r}")
+        raise WireError(f"expected wire version {WIRE_VERSION}, got {_short(version)}")
     sender = message.get("host")
     if not isinstance(sender, str):
-        raise WireError(f"expected 'host' to be a string, got {sender!r}")
+        raise WireError(f"expected 'host' to be a string, got {_short(sender)}")
     try:
         check_host_id(sender)
     except ValueError as exc:
@@ -186,17 +203,27 @@ def decode_tick(data: bytes | str, *, host: str | None = None) -> Tick:
     if host is not None and sender != host:
         raise WireError(f"expected host {host!r} on its own channel, got {sender!r}")
     interval = _number(message, "interval")
-    if interval <= 0:
-        raise WireError(f"expected a positive 'interval', got {interval!r}")
+    if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
+        raise WireError(
+            f"expected an 'interval' from {MIN_INTERVAL:g} to {MAX_INTERVAL:g} s, got {interval!r}"
+        )
     tick = message.get("tick")
-    if not isinstance(tick, int) or isinstance(tick, bool) or tick < 0:
-        raise WireError(f"expected 'tick' to be a non-negative integer, got {tick!r}")
+    if not isinstance(tick, int) or isinstance(tick, bool) or not 0 <= tick <= MAX_TICK_NUMBER:
+        raise WireError(f"expected 'tick' to be a non-negative integer, got {_short(tick)}")
     timestamp = _number(message, "timestamp")
+    if now is not None:
+        check_timestamp(timestamp, now, "'timestamp'")
     values = _mapping(message, "values")
     errors = _mapping(message, "errors")
     for name, reason in errors.items():
-        if not isinstance(reason, str):
-            raise WireError(f"expected 'errors.{name}' to be a string, got {reason!r}")
+        if not isinstance(reason, str) or len(reason) > MAX_TEXT:
+            raise WireError(
+                f"expected 'errors.{name[:40]}' to be a string of at most {MAX_TEXT} "
+                f"characters, got {_short(reason)}"
+            )
+    for name, value in values.items():
+        if name in GROUPS:
+            _check_value(value, _DEPTHS[name], f"values.{name}")
     sample = Sample(
         tick=tick,
         timestamp=timestamp,
@@ -206,15 +233,73 @@ def decode_tick(data: bytes | str, *, host: str | None = None) -> Tick:
     return Tick(host=sender, interval=interval, sample=sample)
 
 
+def check_timestamp(timestamp: float, now: float, what: str = "timestamp") -> float:
+    """Return ``timestamp`` if it is finite and within the window around ``now`` that a
+    hub accepts (at most :data:`MAX_CLOCK_AHEAD` ahead, :data:`MAX_AGE` behind)."""
+    if not math.isfinite(timestamp) or timestamp > now + MAX_CLOCK_AHEAD:
+        raise WireError(
+            f"expected {what} at most {MAX_CLOCK_AHEAD:g} s ahead of this hub's clock, "
+            f"got {timestamp!r} ({timestamp - now:+.0f} s)"
+        )
+    if timestamp < now - MAX_AGE:
+        raise WireError(
+            f"expected {what} at most {MAX_AGE:g} s old, got {timestamp!r} "
+            f"({now - timestamp:.0f} s old)"
+        )
+    return timestamp
+
+
+def _max_depth(group: str) -> int:
+    """How deep a group's value nests: its metrics' deepest wire path (``temps.*.*.high``
+    is 3 below ``temps``)."""
+    return max((m.path.count(".") for m in GROUPS[group].metrics), default=0)
+
+
+_DEPTHS = {name: _max_depth(name) for name in GROUPS}
+
+
+def _check_value(value: Any, depth: int, where: str) -> None:
+    """Raise :class:`WireError` unless ``value`` nests at most ``depth`` objects or
+    arrays deep with finite numbers, bounded strings, booleans or nulls at the leaves."""
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or abs(value) > 2**64:
+            raise WireError(f"expected a finite number at {where}, got {_short(value)}")
+        return
+    if isinstance(value, str):
+        if len(value) > MAX_TEXT:
+            raise WireError(f"expected at most {MAX_TEXT} characters at {where}, got {len(value)}")
+        return
+    if not isinstance(value, dict | list):
+        raise WireError(f"expected a JSON value at {where}, got {type(value).__name__}")
+    if depth <= 0:
+        raise WireError(f"expected a number, string or null at {where}, got {_short(value)}")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if len(key) > MAX_TEXT:
+                raise WireError(f"expected keys of at most {MAX_TEXT} characters at {where}")
+            _check_value(item, depth - 1, f"{where}.{key[:40]!s}")
+    else:
+        for index, item in enumerate(value):
+            _check_value(item, depth - 1, f"{where}[{index}]")
+
+
+def _short(value: Any) -> str:
+    """``repr(value)`` cut to a log line's worth: a message is at most one line."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _number(message: dict[str, Any], key: str) -> float:
     value = message.get(key)
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        raise WireError(f"expected {key!r} to be a finite number, got {value!r}")
+        raise WireError(f"expected {key!r} to be a finite number, got {_short(value)}")
     return float(value)
 
 
 def _mapping(message: dict[str, Any], key: str) -> dict[str, Any]:
     value = message.get(key)
     if not isinstance(value, dict):
-        raise WireError(f"expected {key!r} to be an object, got {value!r}")
+        raise WireError(f"expected {key!r} to be an object, got {_short(value)}")
     return value

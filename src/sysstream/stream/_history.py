@@ -26,13 +26,18 @@ _NULL = b"null"
 class History:
     """A bounded ring of recent samples; a hub :class:`~sysstream.stream._hub.Recorder`."""
 
-    def __init__(self, seconds: float, interval: float) -> None:
+    def __init__(self, seconds: float, interval: float, *, max_bytes: int | None = None) -> None:
         if seconds < 0 or interval <= 0:
             raise ValueError(f"expected seconds >= 0 and interval > 0, got {seconds}, {interval}")
         self.interval = interval
         self.capacity = int(seconds / interval)
-        self._times: deque[float] = deque(maxlen=self.capacity)
-        self._values: deque[dict[str, bytes]] = deque(maxlen=self.capacity)
+        # Besides the tick count, the encoded bytes kept may be bounded: a fleet host's
+        # ticks are whatever its agent sends (the oldest go first past the bound).
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._times: deque[float] = deque()
+        self._values: deque[dict[str, bytes]] = deque()
+        self._sizes: deque[int] = deque()
         self._kept = frozenset(name for name, group in GROUPS.items() if group.history)
 
     def __len__(self) -> int:
@@ -41,14 +46,19 @@ class History:
     def record(self, sample: Sample) -> None:
         if not self.capacity:
             return
+        entry = {
+            name: orjson.dumps(value) for name, value in sample.values.items() if name in self._kept
+        }
+        size = sum(map(len, entry.values()))
+        limit = self.max_bytes if self.max_bytes is not None else math.inf
+        while self._times and (len(self._times) >= self.capacity or self.bytes + size > limit):
+            self._times.popleft()
+            self._values.popleft()
+            self.bytes -= self._sizes.popleft()
         self._times.append(sample.timestamp)
-        self._values.append(
-            {
-                name: orjson.dumps(value)
-                for name, value in sample.values.items()
-                if name in self._kept
-            }
-        )
+        self._values.append(entry)
+        self._sizes.append(size)
+        self.bytes += size
 
     @property
     def oldest(self) -> float | None:

@@ -74,7 +74,10 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
         stream_alerts_to(evaluator, metrics.hub, None)
         app.include_router(alert_router(evaluator, access=metrics.access), prefix=ALERTS_PREFIX)
         extra_metrics.append(AlertCollector(evaluator))
-    app.include_router(operations(metrics, collectors=extra_metrics))  # /healthz, /metrics
+    fleet = getattr(app.state, "fleet", None)
+    app.include_router(
+        operations(metrics, collectors=extra_metrics, fleet=fleet)
+    )  # /healthz, /metrics
 
     # The page at / and its files under /static/: exact paths, so nothing above is shadowed.
     fleet_prefix = FLEET_PREFIX if settings.redis_url is not None else None

@@ -70,6 +70,7 @@ def fleet_router(
         settings.redis_url,
         history_seconds=settings.history_seconds,
         max_views=settings.max_views,
+        max_hosts=settings.max_hosts,
         recorders_for=recorders_for or (lambda host: ()),
     )
 

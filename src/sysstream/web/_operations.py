@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
+from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import Response
 from prometheus_client.registry import Collector
 
 from .._version import __version__
+from ..fleet import Fleet
 from ..sansio import encode_json
 from ._prometheus import CONTENT_TYPE, exposition
 from ._router import JSON, MetricsRouter
@@ -22,9 +24,12 @@ from ._router import JSON, MetricsRouter
 __all__ = ["operations"]
 
 
-def operations(metrics: MetricsRouter, *, collectors: Iterable[Collector] = ()) -> APIRouter:
-    """Health and Prometheus exposition for ``metrics``' hub. ``/metrics`` follows the
-    router's token rule; ``/healthz`` is open, for load balancers and orchestrators."""
+def operations(
+    metrics: MetricsRouter, *, collectors: Iterable[Collector] = (), fleet: Fleet | None = None
+) -> APIRouter:
+    """Health and Prometheus exposition for ``metrics``' hub (and ``fleet``'s counters in
+    ``/healthz``). ``/metrics`` follows the router's token rule; ``/healthz`` is open, for
+    load balancers and orchestrators."""
     hub = metrics.hub
     extra = list(collectors)
     ops = APIRouter()
@@ -36,7 +41,7 @@ def operations(metrics: MetricsRouter, *, collectors: Iterable[Collector] = ()) 
         age = None if stats.last_tick_at is None else round(now - stats.last_tick_at, 3)
         # Three missed intervals means the sampler is stuck, not merely late.
         alive = age is not None and age < 3 * hub.source.interval + 1
-        body = {
+        body: dict[str, Any] = {
             "status": "ok" if alive else ("starting" if age is None else "stalled"),
             "version": __version__,
             "hub": hub.state.value,
@@ -53,6 +58,15 @@ def operations(metrics: MetricsRouter, *, collectors: Iterable[Collector] = ()) 
                 "max_seconds": round(stats.max_fanout_seconds, 6),
             },
         }
+        if fleet is not None:
+            body["fleet"] = {
+                "redis": fleet.state.value,
+                "hosts": len(fleet.hosts),
+                "max_hosts": fleet.max_hosts,
+                # What lying or broken agents sent: dropped, never served (docs/fleet.md).
+                "malformed_messages": fleet.skipped,
+                "ignored_host_ticks": fleet.refused,
+            }
         status = 200 if alive or age is None else 503
         return Response(encode_json(body), status_code=status, media_type=JSON)
 
