@@ -13,6 +13,7 @@ import orjson
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from sysstream import create_app, load_settings
 from sysstream.sansio._ratelimit import CONTROL_BURST, ControlRateLimit
 from sysstream.web._limits import (
     ConnectionLimit,
@@ -22,6 +23,7 @@ from sysstream.web._limits import (
 )
 
 from .conftest import RunningServer, receive_json, ws_client
+from .test_security import StripDenialExtension
 
 # Sans-I/O
 
@@ -104,6 +106,28 @@ async def test_clients_over_the_limit_are_refused_cleanly(server_factory: Any) -
     async with ws_client(url) as again:  # slots are given back on disconnect
         assert "cpu" in await receive_json(again)
     assert server.log.errors() == []
+
+
+async def test_a_full_server_without_denial_responses_closes_with_1013(
+    server_factory: Any,
+) -> None:
+    """docs/security.md: where the ASGI server cannot send a 503 during the handshake, a
+    full server accepts and closes at once with 1013 (try again later)."""
+    settings = load_settings(interval=0.1, max_clients=1, port=0)
+    inner = create_app(settings)
+    hub = inner.state.hub
+    server: RunningServer = server_factory(StripDenialExtension(inner), interval=0.1)  # type: ignore[arg-type]
+    async with ws_client(server.ws_url()) as first:
+        await server.wait_until(lambda: hub.clients == 1)
+        async with ws_client(server.ws_url()) as refused, asyncio.timeout(5):
+            with pytest.raises(ConnectionClosed):
+                await refused.recv()  # closed before any message
+            assert refused.close_code == 1013
+            assert refused.close_reason == "server full: 1 clients connected"
+        assert "cpu" in await receive_json(first)  # the client already there is unaffected
+    await server.wait_until(lambda: hub.clients == 0)
+    async with ws_client(server.ws_url()) as again:  # the slot was never taken by the refusal
+        assert "cpu" in await receive_json(again)
 
 
 async def test_control_flood_is_closed_with_1008(server_factory: Any) -> None:
