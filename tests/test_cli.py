@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import click
 import pytest
-from websockets.exceptions import ConnectionClosedOK
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
 from sysstream._settings import Settings, validated
 from sysstream.cli._main import model_options
@@ -203,3 +203,46 @@ def test_flags_click_cannot_convert_fail_with_one_line(args: list[str], expected
     result = run("serve", *args)
     assert result.returncode == 2
     assert result.stderr.startswith(expected) and result.stderr.count("\n") == 1, result.stderr
+
+
+async def test_max_clients_flag_refuses_the_next_stream_with_503() -> None:
+    async with serve("--interval", "0.2", "--max-clients", "2") as (_process, port):
+        url = f"ws://127.0.0.1:{port}/api/system/metrics"
+        async with ws_client(url) as first, ws_client(url) as second:
+            with pytest.raises(InvalidStatus) as refused:
+                async with ws_client(url):
+                    pass
+            assert refused.value.response.status_code == 503
+            assert b"server full: 2 clients connected" in refused.value.response.body
+            for websocket in (first, second):
+                assert "cpu" in await receive_json(websocket)
+
+
+async def access_log_line(process: asyncio.subprocess.Process, path: str) -> str:
+    """The next access-log line for ``path`` on the server's stderr."""
+    assert process.stderr is not None
+    async with asyncio.timeout(10):
+        while path not in (line := (await process.stderr.readline()).decode()):
+            assert line, "server exited"
+    return line
+
+
+@pytest.mark.parametrize(
+    ("flags", "logged"),
+    [
+        ((), "203.0.113.9"),  # --proxy-headers is on; 127.0.0.1 is a trusted proxy
+        (("--no-proxy-headers",), "127.0.0.1"),
+        (("--forwarded-allow-ips", "10.0.0.1"), "127.0.0.1"),  # not from that proxy
+    ],
+)
+async def test_proxy_headers_set_the_logged_client_only_from_trusted_proxies(
+    flags: tuple[str, ...], logged: str
+) -> None:
+    async with serve("--interval", "0.2", *flags) as (process, port):
+        headers = {"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https"}
+        url = f"ws://127.0.0.1:{port}/api/system/metrics"
+        async with ws_client(url, additional_headers=headers) as websocket:
+            assert "cpu" in await receive_json(websocket)
+        line = await access_log_line(process, '"WebSocket /api/system/metrics"')
+        expected = rf'INFO: +{re.escape(logged)}:\d+ - "WebSocket /api/system/metrics" \[accepted\]'
+        assert re.search(expected, line), line
