@@ -259,7 +259,7 @@ class Cgroups:
             cpu = f"{self.root}/cpu{state.path}/cpu.cfs_"
             state.cpu_limit = cpu_limit_cores_v1(_read(cpu + "quota_us"), _read(cpu + "period_us"))
 
-    def _net(self, state: _Known, procs: str) -> tuple[int, int] | None:
+    def _net(self, state: _Known, procs: str, retry: bool = True) -> tuple[int, int] | None:
         """Bytes through the container's network namespace, read from a process inside
         it; ``None`` when it shares the host's (the figures would be the host's)."""
         if state.net_path is None:
@@ -281,7 +281,9 @@ class Cgroups:
             # Held open, the file keeps reading that namespace whichever process ends.
             return parse_net_dev(state.read(state.net_path, self._budget))
         except OSError:
-            state.net_path = None  # that process ended (not held open): find another
+            if retry:
+                state.net_path = None  # that process ended (not held open): ask another
+                return self._net(state, procs, retry=False)
             raise
 
     def _netns(self, pid: str) -> str | None:
