@@ -127,6 +127,8 @@ async def test_watch_reconnects_when_the_server_comes_back() -> None:
         ([], {"SYSSTREAM_PORT": "http"}, "invalid --port / SYSSTREAM_PORT: Input should be"),
         (["--disk-path", "/no/such/dir"], {}, "expected an existing directory, got '/no/such/dir'"),
         (["--log-level", "loud"], {}, "invalid --log-level / SYSSTREAM_LOG_LEVEL"),
+        (["--data-dir", "/etc/hostname"], {}, "Directory '/etc/hostname' is a file"),
+        ([], {"SYSSTREAM_DATA_DIR": "/etc/hostname"}, "got a file: '/etc/hostname'"),
     ],
 )
 def test_bad_settings_fail_with_one_line(

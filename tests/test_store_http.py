@@ -130,3 +130,7 @@ async def test_without_a_store_the_ring_bounds_the_range(
     assert "expected a range within the last 60 s" in recent.json()["error"]
     ok = (await get(server, seconds="30", step="0.2")).json()
     assert ok["step"] == 0.2 and len(ok["timestamps"]) >= 2
+    for extra in ({}, {"step": "0.2"}):  # the ring's own route and the store's, as with one
+        unstored = await get(server, seconds="30", fields="cpu,processes", **extra)
+        assert unstored.status_code == 400
+        assert unstored.json()["error"] == "field 'processes' is not kept in history"

@@ -65,6 +65,14 @@ class File:
 ExistingDirectory = Annotated[str, AfterValidator(_existing_directory), Directory()]
 
 
+def _directory_or_absent(value: str) -> str:
+    # The store creates a missing directory; a file in its place would fail later, after
+    # the server had announced itself.
+    if os.path.exists(value) and not os.path.isdir(value):
+        raise ValueError(f"expected a directory, or a path to create one at, got a file: {value!r}")
+    return value
+
+
 ModelT = TypeVar("ModelT", bound=BaseSettings)
 
 
@@ -96,7 +104,7 @@ class Settings(BaseSettings):
         3600, ge=0, le=7 * 86400, description="Seconds of samples kept in memory."
     )
     # The history store (docs/history.md).
-    data_dir: Annotated[str, Directory()] = Field(
+    data_dir: Annotated[str, AfterValidator(_directory_or_absent), Directory()] = Field(
         platformdirs.user_data_dir("sysstream"),
         min_length=1,
         description="Directory of the history database (history.sqlite3).",

@@ -25,7 +25,13 @@ from ..sansio import ControlError, encode_error, parse_fields
 from ..store import HistoryStore
 from ..stream import History
 
-__all__ = ["HistoryRange", "history_response", "merge_ring", "parse_range"]
+__all__ = [
+    "HistoryRange",
+    "history_response",
+    "merge_ring",
+    "parse_history_fields",
+    "parse_range",
+]
 
 JSON = "application/json"
 
@@ -92,6 +98,16 @@ def _positive(text: str, name: str, *, allow_zero: bool = False) -> float:
     return value
 
 
+def parse_history_fields(text: str) -> tuple[str, ...]:
+    """The groups a history request names; a group that is not kept in history (live
+    only, such as ``processes``) is refused, with a store or without one."""
+    names = parse_fields(text)
+    unkept = [name for name in names if not GROUPS[name].history]
+    if unkept:
+        raise ControlError(f"field {unkept[0]!r} is not kept in history")
+    return names
+
+
 def merge_ring(stored: dict[str, Any], ring_body: bytes, oldest: float) -> dict[str, Any]:
     """``stored`` (raw points from the store) with every point from ``oldest`` on replaced
     by the ring's (``ring_body``, the ring's columnar JSON), which is never behind."""
@@ -125,10 +141,7 @@ async def history_response(
         return Response(encode_error("no history kept"), status_code=404, media_type=JSON)
     try:
         span = parse_range(seconds=seconds, start=start, end=end, step=step, now=now, limit=limit)
-        names = parse_fields(fields)
-        unkept = [name for name in names if not GROUPS[name].history]
-        if unkept:
-            raise ControlError(f"field {unkept[0]!r} is not kept in history")
+        names = parse_history_fields(fields)
     except ControlError as exc:
         return Response(encode_error(str(exc)), status_code=400, media_type=JSON)
     oldest = ring.oldest if ring is not None else None

@@ -32,7 +32,6 @@ from ..sansio import (
     encode_json,
     encode_sample,
     format_timestamp,
-    parse_fields,
     parse_history,
     parse_process_query,
     parse_query,
@@ -41,6 +40,7 @@ from ..sansio import (
 from ..store import HistoryStore, StoreState
 from ..stream import TRANSPORT_EXTENSION, AsgiSink, History, MetricsHub, Sink, ViewLimitError
 from ._history_route import history_response as stored_history_response
+from ._history_route import parse_history_fields
 from ._limits import ConnectionLimit, resolve_max_clients
 from ._schema import schema
 from ._security import AccessPolicy, Refusal, deny_websocket
@@ -203,7 +203,7 @@ def history_response(hub: MetricsHub, seconds: str, fields: str, limit: float) -
         return Response(encode_error("no history kept"), status_code=404, media_type=JSON)
     try:
         span = parse_history(seconds, limit)
-        names = parse_fields(fields)
+        names = parse_history_fields(fields)
     except ControlError as exc:
         return Response(encode_error(str(exc)), status_code=400, media_type=JSON)
     return Response(hub.history.query(names, since=time.time() - span), media_type=JSON)
