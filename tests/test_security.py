@@ -170,6 +170,35 @@ async def ws_status(url: str, **kwargs: Any) -> int:
         return exc.response.status_code
 
 
+@pytest.mark.parametrize(
+    ("origin", "host", "scheme", "allowed"),
+    [
+        ("http://127.0.0.1:8000", "127.0.0.1:8000", "ws", True),
+        ("https://127.0.0.1:8000", "127.0.0.1:8000", "ws", False),  # another scheme
+        ("http://127.0.0.1:8000", "127.0.0.1:8000", "wss", False),
+        ("https://metrics.example.com", "metrics.example.com", "wss", True),  # port 443
+        ("https://metrics.example.com", "metrics.example.com", "https", True),
+        ("http://metrics.example.com", "metrics.example.com", "wss", False),
+        ("https://metrics.example.com", "metrics.example.com", None, True),  # not known
+    ],
+)
+def test_same_origin_compares_the_scheme(
+    origin: str, host: str, scheme: str | None, allowed: bool
+) -> None:
+    assert OriginPolicy().allows(origin, host, scheme) is allowed
+
+
+async def test_a_page_over_another_scheme_is_another_origin(server_factory: Any) -> None:
+    server = server_factory(interval=0.1)
+    url, where = server.ws_url(), f"127.0.0.1:{server.port}"
+    assert await ws_status(url, origin=f"http://{where}") == 101
+    assert await ws_status(url, origin=f"https://{where}") == 403
+    # Behind a TLS proxy (a trusted address, 127.0.0.1 by default) that says so:
+    https = {"X-Forwarded-Proto": "https"}
+    assert await ws_status(url, origin=f"https://{where}", additional_headers=https) == 101
+    assert await ws_status(url, origin=f"http://{where}", additional_headers=https) == 403
+
+
 async def test_cross_origin_pages_are_refused(server_factory: Any) -> None:
     server = server_factory(interval=0.1, allow_origin=("https://*.trusted.example",))
     url, same = server.ws_url(), f"http://127.0.0.1:{server.port}"

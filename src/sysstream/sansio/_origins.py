@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 __all__ = ["DEFAULT_PORTS", "OriginPolicy", "parse_origin_pattern"]
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
+_PAGE_SCHEME = {"ws": "http", "wss": "https"}  # a WebSocket's scheme as its page's
 
 # `*` stands for one or more whole DNS labels in the host, or any port.
 _LABELS = r"[a-z0-9-]+(?:\.[a-z0-9-]+)*"
@@ -87,14 +88,23 @@ class OriginPolicy:
         self._exact = frozenset(p for p in patterns if "*" not in p)
         self._patterns = [_pattern_regex(p) for p in patterns if "*" in p and p != "*"]
 
-    def allows(self, origin: str | None, host: str | None) -> bool:
+    def allows(self, origin: str | None, host: str | None, scheme: str | None = None) -> bool:
+        """Whether a request with ``Origin: origin`` and ``Host: host`` may connect.
+        ``scheme`` is the request's own (``http``/``https``, or ``ws``/``wss`` as in an
+        ASGI WebSocket scope); when given, a same-origin page must have come over it too:
+        ``https://host:port`` is another origin than ``http://host:port``."""
         if origin is None or self.allow_any:
             return True
         parsed = _normalise_origin(origin)
         if parsed is None:
             return False
-        scheme, netloc = parsed
-        if host is not None and _strip_default_port(host, scheme) == netloc:
+        origin_scheme, netloc = parsed
+        served = _PAGE_SCHEME.get(scheme, scheme) if scheme is not None else origin_scheme
+        if (
+            host is not None
+            and served == origin_scheme
+            and _strip_default_port(host, served) == netloc
+        ):
             return True
-        candidate = f"{scheme}://{netloc}"
+        candidate = f"{origin_scheme}://{netloc}"
         return candidate in self._exact or any(p.fullmatch(candidate) for p in self._patterns)

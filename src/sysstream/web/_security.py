@@ -124,13 +124,20 @@ class AccessPolicy:
         self.token = TokenCheck(token) if token else None
 
     def check(
-        self, kind: str, headers: Callable[[str], str | None], query_string: bytes
+        self,
+        kind: str,
+        headers: Callable[[str], str | None],
+        query_string: bytes,
+        scheme: str | None = None,
     ) -> Refusal | None:
         """Decide on one request. ``kind`` is the ASGI scope type; ``headers(name)`` looks up
-        a header by lower-case name."""
+        a header by lower-case name; ``scheme`` is the scope's (``ws``, ``wss``…), which
+        uvicorn takes from ``X-Forwarded-Proto`` when a trusted proxy sends it."""
         if kind not in ("http", "websocket"):
             raise ValueError(f"expected an 'http' or 'websocket' request, got {kind!r}")
-        if kind == "websocket" and not self.origins.allows(headers("origin"), headers("host")):
+        if kind == "websocket" and not self.origins.allows(
+            headers("origin"), headers("host"), scheme
+        ):
             return Refusal(403, f"origin {headers('origin')!r} is not allowed")
         if self.token is not None and not self.token.matches(
             headers("authorization"), query_string
@@ -139,7 +146,12 @@ class AccessPolicy:
         return None
 
     def check_scope(self, scope: Scope) -> Refusal | None:
-        return self.check(scope["type"], _header_lookup(scope), scope.get("query_string", b""))
+        return self.check(
+            scope["type"],
+            _header_lookup(scope),
+            scope.get("query_string", b""),
+            scope.get("scheme"),
+        )
 
     async def dependency(self, connection: HTTPConnection) -> None:
         """FastAPI dependency for the router's routes (HTTP and WebSocket alike).
