@@ -25,7 +25,7 @@ from sysstream._sample import Sample
 from sysstream.cli._watch_app import HostPicker, WatchApp
 from sysstream.sansio import ConnectionState, encode_tick, parse_endpoint, ticks_channel
 
-from .conftest import RunningServer, start_server, stop_server
+from .conftest import RunningServer, receive_json, start_server, stop_server, ws_client
 from .test_fleet import agent, wait_for_status
 
 TOKEN = "s3cret-token-of-32-characters-xx"
@@ -347,3 +347,17 @@ async def test_once_respects_no_color(server_factory: Factory) -> None:
     )
     assert plain.returncode == 0 and "CPU time by mode" in plain.stdout
     assert not colour.search(plain.stdout)
+
+
+async def test_an_invalid_subscription_stops_with_one_line(server_factory: Factory) -> None:
+    # One view is the server's limit and another client holds it: the dashboard's own
+    # subscription is refused with an error message and close 1008, which retrying cannot fix.
+    server = server_factory(interval=0.2, max_views=1)
+    async with ws_client(server.ws_url("/api/system/metrics?fields=cpu")) as holder:
+        await receive_json(holder)
+        app = WatchApp(parse_endpoint(server.http_url))
+        async with app.run_test(size=(80, 24)) as pilot:
+            await until(lambda: app.return_code is not None, pilot)
+    assert app.return_code == 1
+    assert app.refusal is not None and app.refusal.startswith("closed by the server (1008): ")
+    assert "views" in app.refusal

@@ -166,5 +166,5 @@ def refusal_for_close(code: int | None, reason: str = "", last_error: str = "") 
     1006 abnormal, 1011, 1012 restart, 1013 try again later)."""
     if code not in _FINAL_CLOSES:
         return None
-    why = reason or last_error or _FINAL_CLOSES[code]
+    why = last_error or reason or _FINAL_CLOSES[code]  # the error message says the most
     return f"closed by the server ({code}): {why}"
