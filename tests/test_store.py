@@ -331,3 +331,45 @@ def test_one_data_directory_has_one_writer(
     assert "is in use by another sysstream server" in warning
     first.close()
     assert open_store().state is StoreState.RUNNING  # the lock goes with the first store
+
+
+@pytest.mark.parametrize(
+    ("flags", "kept_raw"),
+    [
+        (("--retention-raw", "60"), [150]),  # the point 120 s old is past 60 s
+        ((), [0, 150]),  # the default hour keeps both
+    ],
+)
+async def test_retention_raw_flag_prunes_the_store_at_start(
+    open_store: Opened, tmp_path: Path, flags: tuple[str, ...], kept_raw: list[int]
+) -> None:
+    """`sysstream serve --retention-raw`: raw rows past it go at the first flush; the
+    minute roll-ups of the same time stay (their own retention is a week)."""
+    now = time.time()
+    store = open_store(tmp_path)
+    store.record(point(0, now - 120))
+    store.record(point(150, now - 30))
+    store.close()  # writes both
+    old_minute = bucket_start(now - 120, 60)
+    env = {k: v for k, v in os.environ.items() if k != "SYSSTREAM_NO_STORE"}
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "sysstream", "serve", "--port", "0", "--interval", "0.5"),
+        *("--flush-interval", "0.2", "--data-dir", str(tmp_path), *flags),
+        stderr=asyncio.subprocess.PIPE,
+        env=env,
+    )
+    assert process.stderr is not None
+    try:
+        async with asyncio.timeout(30):
+            while b"Application startup complete" not in await process.stderr.readline():
+                pass
+            # The first flush prunes: wait for the server's own first tick on disk.
+            while not rows(tmp_path, f"SELECT COUNT(*) FROM raw WHERE ts > {now}")[0][0]:
+                await asyncio.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.wait(), 10)
+    old = rows(tmp_path, f"SELECT json_extract(body, '$.cpu') FROM raw WHERE ts < {now}")
+    assert sorted(int(value) for (value,) in old) == kept_raw
+    minutes = rows(tmp_path, f"SELECT ts FROM agg_1m WHERE grp = 'cpu' AND ts <= {old_minute}")
+    assert minutes == [(old_minute,)]
