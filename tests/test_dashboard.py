@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -389,7 +390,8 @@ async def test_times_follow_the_browsers_clock_convention(
     assert re.search(r"\d:\d\d:\d\d", footer)
 
 
-MARKER = "sysstream-dashboard-marker"
+# Unique per run: the same suite may run at once elsewhere on the machine (a shared CI host).
+MARKER = f"sysstream-dashboard-marker-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,7 +68,8 @@ async def test_embedded_router_streams_on_a_real_server(
         assert reply["error"]
 
 
-MARKER = "sysstream-process-list-marker"
+# Unique per run: the same suite may run at once elsewhere on the machine (a shared CI host).
+MARKER = f"sysstream-process-list-marker-{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture
