@@ -187,3 +187,34 @@ async def test_each_transition_is_notified_once_across_hubs_and_survives_a_kille
             dialing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await dialing
+
+
+async def test_a_hosts_stream_carries_that_hosts_alerts(
+    redis_url: str, tmp_path: Path, server_factory: Any
+) -> None:
+    from .conftest import receive_json, ws_client
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text(RULES.format(url="http://127.0.0.1:9/unused"))
+    hot, cool = DialAgent(redis_url, "db1"), DialAgent(redis_url, "web1")
+    hot.cpu = 95.0
+    tasks = [asyncio.create_task(agent.run()) for agent in (hot, cool)]
+    try:
+        server = server_factory(
+            redis_url=redis_url, interval=INTERVAL, history_seconds=60, alerts=str(rules)
+        )
+        evaluator = server.app.state.alerts
+        await server.wait_until(lambda: len(evaluator.active()) == 1)
+        for host, expected in (("db1", ["hot"]), ("web1", [])):
+            url = server.ws_url(f"/api/hosts/{host}/metrics?alerts=1")
+            async with ws_client(url) as websocket:
+                async with asyncio.timeout(10):
+                    while (message := await receive_json(websocket)).get("type") != "alerts":
+                        pass
+                assert [a["rule"] for a in message["active"]] == expected
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
