@@ -22,6 +22,7 @@ from sysstream._sample import Sample
 from sysstream.fleet._agent import Publisher
 
 from .alert_receiver import Receiver
+from .conftest import receive_json, ws_client
 from .test_fleet import agent
 
 INTERVAL = 0.2
@@ -192,8 +193,6 @@ async def test_each_transition_is_notified_once_across_hubs_and_survives_a_kille
 async def test_a_hosts_stream_carries_that_hosts_alerts(
     redis_url: str, tmp_path: Path, server_factory: Any
 ) -> None:
-    from .conftest import receive_json, ws_client
-
     rules = tmp_path / "rules.toml"
     rules.write_text(RULES.format(url="http://127.0.0.1:9/unused"))
     hot, cool = DialAgent(redis_url, "db1"), DialAgent(redis_url, "web1")
