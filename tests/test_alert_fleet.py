@@ -72,7 +72,7 @@ async def hub(redis_url: str, rules: Path) -> AsyncIterator[Hub]:
     )
     assert process.stderr is not None
     port = 0
-    async with asyncio.timeout(15):
+    async with asyncio.timeout(60):  # a process start on a loaded 2-core machine
         while b"Application startup complete" not in (line := await process.stderr.readline()):
             assert line, "hub exited before starting"
             if found := re.search(rb"serving on http://127\.0\.0\.1:(\d+)", line):
