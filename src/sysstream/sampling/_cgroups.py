@@ -40,6 +40,8 @@ __all__ = ["CgroupError", "Cgroups"]
 
 # Limits change only on `docker update`: read them every few ticks, not every tick.
 LIMITS_EVERY = 10
+# ...but on each of a container's first ticks: runc creates the cgroup, then writes limits.
+FIRST_LIMIT_READS = 3
 # Counter files held open between ticks (six per container), at most this many and an
 # eighth of the open-files limit: the server keeps a reserve beside its clients.
 HELD_FILES = 512
@@ -68,6 +70,7 @@ class _Known:
     memory_limit: int | None = None
     cpu_limit: float | None = None
     limits_read_at: int = -LIMITS_EVERY
+    limit_reads: int = 0  # a new cgroup may be listed before the engine has set its limits
 
     def read(self, path: str, budget: list[int]) -> str:
         """The file's text; held open while ``budget[0]`` (descriptors the reader may
@@ -228,7 +231,8 @@ class Cgroups:
             pids = None  # the pids controller is not enabled for this group
         if pids == 0:  # stopped; the engine has not removed the group yet
             raise ProcessLookupError("no process left in the container")
-        if self._reads - state.limits_read_at >= LIMITS_EVERY:
+        young = state.limit_reads < FIRST_LIMIT_READS
+        if young or self._reads - state.limits_read_at >= LIMITS_EVERY:
             self._read_limits(state)
         net = self._net(state, procs)
         return CgroupReading(
@@ -248,6 +252,7 @@ class Cgroups:
 
     def _read_limits(self, state: _Known) -> None:
         state.limits_read_at = self._reads
+        state.limit_reads += 1
         if self.version == 2:
             base = self.root + state.path
             state.memory_limit = memory_limit(_read(base + "/memory.max"))
