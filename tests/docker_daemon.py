@@ -8,6 +8,7 @@ imported from a root filesystem holding Debian's busybox-static and its applet l
 
 from __future__ import annotations
 
+import ctypes
 import io
 import os
 import shutil
@@ -22,6 +23,7 @@ __all__ = ["IMAGE", "DockerDaemon", "DockerUnavailable"]
 
 IMAGE = "sysstream-test/busybox:1"
 READY_TIMEOUT = 30.0
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 APPLETS = ("sh", "yes", "sleep", "dd", "cat", "head", "true", "false", "mkdir", "ls")
 
 
@@ -59,7 +61,11 @@ class DockerDaemon:
         ]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,  # only a prctl call
             )
         deadline = time.monotonic() + READY_TIMEOUT
         while self.run("version", check=False).returncode != 0:
@@ -97,6 +103,13 @@ class DockerDaemon:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(timeout=10)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the test process dies, so a pytest killed by
+    a timeout (no fixture teardown) leaves no dockerd behind."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def busybox_rootfs() -> bytes:
