@@ -37,9 +37,9 @@ async def test_schema_says_whether_a_history_store_serves_older_ranges(
 ) -> None:
     memory_only = server_factory(interval=0.2)  # conftest sets SYSSTREAM_NO_STORE=1
     stored = server_factory(interval=0.2, no_store=False, data_dir=str(tmp_path / "data"))
-    blocker = tmp_path / "not-a-directory"
-    blocker.write_text("")
-    broken = server_factory(interval=0.2, no_store=False, data_dir=str(blocker))
+    # The same directory: its file has one writer (the server above), so this store
+    # cannot be opened.
+    broken = server_factory(interval=0.2, no_store=False, data_dir=str(tmp_path / "data"))
     assert (await schema_of(memory_only))["store"] is False
     assert (await schema_of(stored))["store"] is True
     # A store that could not be opened is no store to the page (it warned once).
