@@ -23,6 +23,8 @@ import sysstream
 from .conftest import receive_json, ws_client
 
 ROOT = Path(__file__).resolve().parent.parent
+# Generous: the suite runs on shared, loaded machines; these bound waits, not speed.
+WAIT = 30.0
 TOKEN = "s3cret-token-0123456789"
 STARTED = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
 
@@ -92,7 +94,7 @@ class Uvicorn:
                 self._started.set()
         self._started.set()  # exited: wait_started reports the log
 
-    def wait_started(self, timeout: float = 20) -> int:
+    def wait_started(self, timeout: float = 60) -> int:
         self._started.wait(timeout)
         if self.port is None:
             raise AssertionError("uvicorn did not start:\n" + "".join(self.log))
@@ -128,28 +130,28 @@ async def test_the_readme_command_serves_the_stream_and_the_apps_own_routes(
 ) -> None:
     base = f"ws://127.0.0.1:{readme_server.port}"
     async with ws_client(f"{base}/api/system/metrics") as stream:
-        tick = await receive_json(stream, timeout=10)
+        tick = await receive_json(stream, timeout=WAIT)
         assert set(tick) == {"cpu", "memory", "disk", "timestamp"}, tick
 
     async with ws_client(f"{base}/echo", max_size=None) as echo:
         await echo.send("héllo")
-        assert await asyncio.wait_for(echo.recv(), 5) == "héllo"
+        assert await asyncio.wait_for(echo.recv(), WAIT) == "héllo"
         await echo.send(b"\x00\x01\xff")
-        assert await asyncio.wait_for(echo.recv(), 5) == b"\x00\x01\xff"
+        assert await asyncio.wait_for(echo.recv(), WAIT) == b"\x00\x01\xff"
         # One message in three fragments (a continuation on the wire), text and binary.
         await echo.send(["frag", "ment", "ed"])
-        assert await asyncio.wait_for(echo.recv(), 5) == "fragmented"
+        assert await asyncio.wait_for(echo.recv(), WAIT) == "fragmented"
         await echo.send([b"ab", b"cd"])
-        assert await asyncio.wait_for(echo.recv(), 5) == b"abcd"
+        assert await asyncio.wait_for(echo.recv(), WAIT) == b"abcd"
         big = bytes(range(256)) * 4096  # 1 MiB, under uvicorn's default 16 MiB ws_max_size
         await echo.send(big)
-        assert await asyncio.wait_for(echo.recv(), 10) == big
+        assert await asyncio.wait_for(echo.recv(), WAIT) == big
         big_text = "é" * (512 * 1024)  # 1 MiB of UTF-8
         await echo.send(big_text)
-        assert await asyncio.wait_for(echo.recv(), 10) == big_text
+        assert await asyncio.wait_for(echo.recv(), WAIT) == big_text
         await echo.send("bye")
         with pytest.raises(ConnectionClosed):
-            await asyncio.wait_for(echo.recv(), 5)
+            await asyncio.wait_for(echo.recv(), WAIT)
         assert echo.close_code == 4321
         assert echo.close_reason == "goodbye from the app"
     assert readme_server.process.poll() is None, "".join(readme_server.log)
@@ -161,9 +163,9 @@ async def test_the_readme_app_serves_health_and_prometheus_beside_the_stream(
     readme_server: Uvicorn,
 ) -> None:
     base = f"http://127.0.0.1:{readme_server.port}"
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=WAIT) as client:
         async with ws_client(f"ws://127.0.0.1:{readme_server.port}/api/system/metrics") as ws:
-            await receive_json(ws, timeout=10)  # a tick has been sampled
+            await receive_json(ws, timeout=WAIT)  # a tick has been sampled
             health = await client.get("/ops/healthz")
             exposition = await client.get("/ops/metrics")
         sample = await client.get("/api/system/metrics")  # the stream's own GET, unshadowed
@@ -197,7 +199,7 @@ async def test_operations_follow_the_routers_token_but_health_stays_open(
     app.include_router(metrics, prefix="/api/system")
     app.include_router(sysstream.operations(metrics), prefix="/ops")
     server = server_factory(app, interval=0.2)
-    async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=WAIT) as client:
         refused = await client.get("/ops/metrics")
         allowed = await client.get("/ops/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
         health = await client.get("/ops/healthz")
