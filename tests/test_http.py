@@ -269,6 +269,11 @@ def fill_store(directory: Path, seconds: int) -> None:
         store.close()
 
 
+def tcp_send_buffer_max() -> int:
+    """The most a socket's kernel send buffer grows to (the third figure of tcp_wmem)."""
+    return int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+
+
 def rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
@@ -322,7 +327,7 @@ async def test_clients_that_stop_reading_history_are_dropped_and_memory_returns(
         assert full.status_code == 200, full.text[:200]
         size = len(full.content)
         # More than the server's kernel send buffer can absorb, or nothing would stall.
-        send_buffer_max = int(Path("/proc/sys/net/ipv4/tcp_wmem").read_text().split()[2])
+        send_buffer_max = tcp_send_buffer_max()
         assert size > 1.5 * send_buffer_max, (size, send_buffer_max)
         start = rss(process.pid)
         peaks, afters = [], []
