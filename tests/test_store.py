@@ -19,7 +19,8 @@ import pytest
 
 from sysstream._sample import Sample
 from sysstream.sansio._rollup import bucket_start
-from sysstream.store._store import FILE_NAME, HistoryStore, StoreState
+from sysstream.store import _store
+from sysstream.store._store import FILE_NAME, HistoryStore, QueryAborted, StoreState
 
 from .conftest import RunningServer, receive_json, ws_client
 
@@ -373,3 +374,23 @@ async def test_retention_raw_flag_prunes_the_store_at_start(
     assert sorted(int(value) for (value,) in old) == kept_raw
     minutes = rows(tmp_path, f"SELECT ts FROM agg_1m WHERE grp = 'cpu' AND ts <= {old_minute}")
     assert minutes == [(old_minute,)]
+
+
+def test_a_query_running_too_long_or_at_close_is_cut_short(
+    open_store: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 13: a week of every group took 7 s of CPU under the connection's lock, and a
+    # SIGTERM waited for every query in flight. SQLite's progress handler now cuts a query
+    # short past its deadline or as soon as the store closes.
+    store = open_store()
+    start = time.time() - 3000
+    record_series(store, start, 0, 2900)
+    store.flush()
+    assert len(store.query(start, start + 2900, ["cpu"])["timestamps"]) == 2900
+    monkeypatch.setattr(_store, "QUERY_SECONDS", 0.0)
+    with pytest.raises(QueryAborted, match=r"^history query cut short: over 0 s$"):
+        store.query(start, start + 2900, ["cpu", "load", "mounts"])
+    monkeypatch.setattr(_store, "QUERY_SECONDS", 10.0)
+    store._closing = True  # what close() sets first, before it waits for the lock
+    with pytest.raises(QueryAborted, match="the store is closing"):
+        store.query(start, start + 2900, ["cpu"])

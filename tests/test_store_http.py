@@ -11,8 +11,9 @@ import httpx
 import orjson
 import pytest
 
+from sysstream._registry import GROUPS
 from sysstream.sansio._control import ControlError
-from sysstream.web._history_route import merge_ring, parse_range
+from sysstream.web._history_route import MAX_CELLS, merge_ring, parse_range
 
 from .conftest import RunningServer, stop_server
 
@@ -134,3 +135,34 @@ async def test_without_a_store_the_ring_bounds_the_range(
         unstored = await get(server, seconds="30", fields="cpu,processes", **extra)
         assert unstored.status_code == 400
         assert unstored.json()["error"] == "field 'processes' is not kept in history"
+
+
+async def test_a_query_past_the_points_limit_gets_400_naming_it(
+    server_factory: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    # Issue 13: a week of every group at step=61 cost 7 s of CPU and ~84 MB.
+    server = server_factory(interval=0.2, no_store=False, data_dir=str(tmp_path))
+    kept = ",".join(name for name, group in GROUPS.items() if group.history)
+    heavy = await get(server, seconds=str(7 * 86400), fields=kept, step="61")
+    assert heavy.status_code == 400
+    assert heavy.json()["error"].startswith(
+        f"expected at most {MAX_CELLS} points x fields per query, got 9915 points x 15 fields"
+    )
+    light = await get(server, seconds=str(7 * 86400), fields="cpu,memory", step="3600")
+    assert light.status_code == 200 and light.json()["step"] == 3600
+
+
+async def test_store_queries_past_the_gate_get_503_and_then_run(
+    server_factory: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    server = server_factory(interval=0.2, no_store=False, data_dir=str(tmp_path))
+    gate = server.app.state.history_queries
+    capacity = gate.capacity
+    try:
+        server.call(lambda: setattr(gate, "capacity", gate.admitted))  # as if full
+        busy = await get(server, seconds="3600", fields="cpu", step="60")
+        assert busy.status_code == 503 and busy.headers["retry-after"] == "1"
+        assert busy.json()["error"] == "too many history queries in progress; try again shortly"
+    finally:
+        server.call(lambda: setattr(gate, "capacity", capacity))
+    assert (await get(server, seconds="3600", fields="cpu", step="60")).status_code == 200

@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from ._alert_log import AlertLog
-from ._store import HistoryStore, StoreState, store_from_settings
+from ._store import HistoryStore, QueryAborted, StoreState, store_from_settings
 
-__all__ = ["AlertLog", "HistoryStore", "StoreState", "store_from_settings"]
+__all__ = ["AlertLog", "HistoryStore", "QueryAborted", "StoreState", "store_from_settings"]

@@ -45,6 +45,7 @@ __all__ = [
     "LOCAL_HOST",
     "HistoryStore",
     "HostRecorder",
+    "QueryAborted",
     "StoreState",
     "Tier",
     "store_from_settings",
@@ -64,6 +65,15 @@ class StoreState(enum.Enum):
     RUNNING = "running"
     DISABLED = "disabled"  # could not open the file; records are dropped
     STOPPED = "stopped"
+
+
+# A query runs under the connection's lock: one that takes longer than this (a week of
+# every group, re-bucketed) is cut short rather than holding the writer and other queries.
+QUERY_SECONDS = 10.0
+
+
+class QueryAborted(RuntimeError):
+    """A query was cut short: it ran past ``QUERY_SECONDS`` or the store is closing."""
 
 
 class HostRecorder:
@@ -125,6 +135,13 @@ class HistoryStore:
         self._failing = False
         self._stopping = threading.Event()
         self._writer: threading.Thread | None = None
+        self._closing = False  # read by running queries' progress handler
+
+    def estimate_points(self, start: float, end: float, step: float | None = None) -> int:
+        """How many points per field a query of ``[start, end]`` at ``step`` returns at
+        most: what a caller bounds before running it."""
+        native = step_of(self.choose_tier(start, step), self.interval)
+        return math.floor((end - start) / max(native, step or 0.0)) + 1
 
     def __repr__(self) -> str:
         return f"HistoryStore({str(self.path)!r}, {self.state.value})"
@@ -180,7 +197,9 @@ class HistoryStore:
         self._writer.start()
 
     def close(self) -> None:
-        """Stop the writer and write everything: pending points and open buckets."""
+        """Stop the writer and write everything: pending points and open buckets. A query
+        still running is cut short (:class:`QueryAborted`), so closing never waits on one."""
+        self._closing = True
         if self.state is StoreState.RUNNING:
             self._stopping.set()
             if self._writer is not None:
@@ -276,15 +295,31 @@ class HistoryStore:
         if step is not None and not step > 0:
             raise ValueError(f"expected a step > 0 seconds, got {step}")
         tier = self.choose_tier(start, step)
+        deadline = time.monotonic() + QUERY_SECONDS
+
+        def cut_short() -> int:  # SQLite aborts the statement when this returns non-zero
+            return self._closing or time.monotonic() > deadline
+
         with self._lock:
-            if tier.resolution == 0:
-                pending = self._pending_points(host, start, end)
-                series = read_raw(self._db, host, start, end, fields, pending)
-            else:
-                level = self.tiers.index(tier)
-                tail = self._tiers.open_tail(host, level)
-                tail += pending_summaries(self._pending_points(host, -math.inf, math.inf))
-                series = read_tier(self._db, tier, host, start, end, fields, tail)
+            if self._db is not None:
+                self._db.set_progress_handler(cut_short, 10_000)
+            try:
+                if tier.resolution == 0:
+                    pending = self._pending_points(host, start, end)
+                    series = read_raw(self._db, host, start, end, fields, pending)
+                else:
+                    level = self.tiers.index(tier)
+                    tail = self._tiers.open_tail(host, level)
+                    tail += pending_summaries(self._pending_points(host, -math.inf, math.inf))
+                    series = read_tier(self._db, tier, host, start, end, fields, tail)
+            except sqlite3.OperationalError as exc:
+                if not cut_short():
+                    raise
+                why = "the store is closing" if self._closing else f"over {QUERY_SECONDS:g} s"
+                raise QueryAborted(f"history query cut short: {why}") from exc
+            finally:
+                if self._db is not None:
+                    self._db.set_progress_handler(None, 0)
         native = step_of(tier, self.interval)
         aggregated = tier.resolution > 0
         if step is not None and step > native:

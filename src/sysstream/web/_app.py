@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
     # paths (/metrics, /api/docs, /openapi.json) with the same policy.
     app.add_middleware(AccessMiddleware, policy=metrics.access)
     app.state.hub = metrics.hub
+    app.state.history_queries = metrics.queries
     app.state.settings = settings
     app.state.store = store  # fleet hubs attach store.recorder(host)
     evaluator = _evaluator(settings, store)

@@ -22,11 +22,13 @@ from fastapi.responses import Response
 
 from .._registry import GROUPS
 from ..sansio import ControlError, encode_error, parse_fields
-from ..store import HistoryStore
+from ..store import HistoryStore, QueryAborted
 from ..stream import History
 
 __all__ = [
+    "MAX_CELLS",
     "HistoryRange",
+    "QueryGate",
     "history_response",
     "merge_ring",
     "parse_history_fields",
@@ -34,6 +36,25 @@ __all__ = [
 ]
 
 JSON = "application/json"
+# Points × fields one request may return: an hour of every group at 1 s (~50,000) fits; a
+# week of every group at step=61 (~150,000, 7 s of CPU and tens of MB) does not.
+MAX_CELLS = 100_000
+# The encoded body, whatever the values weigh (mounts, interfaces, containers).
+MAX_BODY_BYTES = 16 * 1024 * 1024
+
+
+class QueryGate:
+    """Store queries run at most ``workers`` at a time, with at most ``waiting`` more
+    queued; past that a request is refused at once (503) instead of piling up threads,
+    memory and CPU behind the others."""
+
+    def __init__(self, workers: int = 2, waiting: int = 8) -> None:
+        self.limiter = anyio.CapacityLimiter(workers)
+        self.capacity = workers + waiting
+        self.admitted = 0
+
+    def full(self) -> bool:
+        return self.admitted >= self.capacity
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +151,7 @@ async def history_response(
     start: str | None,
     end: str | None,
     step: str | None,
+    gate: QueryGate | None = None,
 ) -> Response:
     """The body of ``GET /metrics/history`` from the ring and, when there is one, the store."""
     now = time.time()
@@ -142,6 +164,15 @@ async def history_response(
     try:
         span = parse_range(seconds=seconds, start=start, end=end, step=step, now=now, limit=limit)
         names = parse_history_fields(fields)
+        if store is not None:
+            points = store.estimate_points(span.start, span.end, span.step)
+        elif ring is not None:
+            points = math.floor((span.end - span.start) / max(span.step or 0, ring.interval)) + 1
+        if points * len(names) > MAX_CELLS:
+            raise ControlError(
+                f"expected at most {MAX_CELLS} points x fields per query, got {points} points "
+                f"x {len(names)} fields: narrow the range, raise step or ask for fewer fields"
+            )
     except ControlError as exc:
         return Response(encode_error(str(exc)), status_code=400, media_type=JSON)
     oldest = ring.oldest if ring is not None else None
@@ -151,10 +182,31 @@ async def history_response(
     ):
         return Response(ring.query(names, since=span.start, until=span.end), media_type=JSON)
     assert store is not None
-    result = await anyio.to_thread.run_sync(
-        lambda: store.query(span.start, span.end, names, span.step)
-    )
+    gate = gate if gate is not None else QueryGate()
+    if gate.full():
+        return _busy("too many history queries in progress; try again shortly")
+    gate.admitted += 1
+    try:
+        result = await anyio.to_thread.run_sync(
+            lambda: store.query(span.start, span.end, names, span.step), limiter=gate.limiter
+        )
+    except QueryAborted as exc:
+        return _busy(str(exc))
+    finally:
+        gate.admitted -= 1
     if "min" not in result and ring is not None and oldest is not None and oldest <= span.end:
         ring_body = ring.query(names, since=max(span.start, oldest), until=span.end)
         result = merge_ring(result, ring_body, max(span.start, oldest))
-    return Response(orjson.dumps(result), media_type=JSON)
+    body = orjson.dumps(result)
+    if len(body) > MAX_BODY_BYTES:
+        message = (
+            f"expected a response of at most {MAX_BODY_BYTES} bytes, got {len(body)}: "
+            "narrow the range, raise step or ask for fewer fields"
+        )
+        return Response(encode_error(message), status_code=400, media_type=JSON)
+    return Response(body, media_type=JSON)
+
+
+def _busy(message: str) -> Response:
+    headers = {"Retry-After": "1"}
+    return Response(encode_error(message), status_code=503, media_type=JSON, headers=headers)

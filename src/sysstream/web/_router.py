@@ -39,8 +39,8 @@ from ..sansio import (
 )
 from ..store import HistoryStore, StoreState
 from ..stream import TRANSPORT_EXTENSION, AsgiSink, History, MetricsHub, Sink, ViewLimitError
+from ._history_route import QueryGate, parse_history_fields
 from ._history_route import history_response as stored_history_response
-from ._history_route import parse_history_fields
 from ._limits import ConnectionLimit, resolve_max_clients
 from ._schema import schema
 from ._security import AccessPolicy, Refusal, deny_websocket
@@ -61,6 +61,7 @@ class MetricsRouter(APIRouter):
     settings: Settings
     access: AccessPolicy  # origin and token rules, enforced on every route of the router
     connections: ConnectionLimit
+    queries: QueryGate  # the store's queries: how many run and wait at once
 
 
 def router(
@@ -167,6 +168,8 @@ def router(
         }
         return Response(encode_json(body), media_type=JSON)
 
+    queries = metrics.queries = QueryGate()  # a few store queries at a time; the rest 503
+
     @metrics.get("/metrics/history", summary="Recent samples, one column per field")
     async def recent(
         seconds: str = Query("300", description="How far back, in seconds."),
@@ -178,8 +181,9 @@ def router(
     ) -> Response:
         if store is not None or start is not None or end is not None or step is not None:
             return await stored_history_response(
-                hub.history, store, seconds=seconds, fields=fields, start=start, end=end, step=step
-            )
+                hub.history, store, seconds=seconds, fields=fields, start=start, end=end,
+                step=step, gate=queries,
+            )  # fmt: skip
         return history_response(hub, seconds, fields, settings.history_seconds)
 
     return metrics
