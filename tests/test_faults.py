@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import re
 import signal
 import socket
@@ -462,3 +463,42 @@ async def test_sigterm_ends_a_fast_ticking_server_with_status_0_within_5_s() -> 
             if process.returncode is None:
                 process.kill()
                 await process.wait()
+
+
+async def test_sigterm_with_history_queries_in_flight_exits_0_within_5_s(tmp_path: Path) -> None:
+    # Issue 13: twenty clients looping heavy history queries kept SIGTERM waiting 40-68 s.
+    env = {k: v for k, v in os.environ.items() if k != "SYSSTREAM_NO_STORE"}
+    process = await asyncio.create_subprocess_exec(
+        *SYSSTREAM, "serve", "--port", "0", "--interval", "0.05", "--data-dir", str(tmp_path),
+        "--log-level", "warning", env=env,
+    )  # fmt: skip
+    kept = ",".join(name for name, group in GROUPS.items() if group.history)
+    answers: list[int] = []
+
+    async def query_forever(http: httpx.AsyncClient) -> None:
+        while True:
+            for params in (
+                {"seconds": "300", "fields": kept},  # 6,000 points x 15 fields at 0.05 s
+                {"seconds": str(6 * 86400), "fields": "cpu,net,mounts", "step": "61"},
+            ):
+                try:
+                    answers.append((await http.get(path, params=params)).status_code)
+                except httpx.HTTPError:
+                    return  # the server went away
+
+    try:
+        port = await _listening_port(process.pid)
+        path = f"http://127.0.0.1:{port}/api/system/metrics/history"
+        async with httpx.AsyncClient(timeout=30) as http:
+            loops = [asyncio.create_task(query_forever(http)) for _ in range(20)]
+            async with asyncio.timeout(30):
+                while len(answers) < 40:
+                    await asyncio.sleep(0.05)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 5) == 0
+            await asyncio.wait(loops, timeout=10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    assert set(answers) <= {200, 503}, sorted(set(answers))
