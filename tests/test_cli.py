@@ -67,7 +67,12 @@ async def serve(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, i
 async def test_serve_streams_and_exits_cleanly_on_sigterm() -> None:
     async with serve("--interval", "0.2") as (process, port):
         async with ws_client(f"ws://127.0.0.1:{port}/api/system/metrics") as websocket:
-            assert list(await receive_json(websocket)) == ["cpu", "memory", "disk", "timestamp"]
+            # On a loaded machine a tick's reads can miss their half-interval cutoff and the
+            # tick is the documented error shape; the data shape follows once reads fit.
+            async with asyncio.timeout(10):
+                while "error" in (message := await receive_json(websocket)):
+                    assert message["error"].startswith("Metric collection failed: "), message
+            assert list(message) == ["cpu", "memory", "disk", "timestamp"]
             process.send_signal(signal.SIGTERM)
             with pytest.raises(ConnectionClosedOK) as closed:  # a closing handshake
                 while True:
