@@ -48,6 +48,23 @@ async def test_a_hung_reader_times_out_without_blocking_the_others() -> None:
         source.close()
 
 
+async def test_a_hung_optional_reader_never_delays_the_contract_fields() -> None:
+    # "containers" sorts before "cpu": read in name order, it would blank the seed's fields.
+    readers = {name: Reader() for name in ("containers", "cpu", "disk", "memory", "net")}
+    readers["containers"].hang = True
+    source = LocalSource(readers, interval=0.1, collect_timeout=0.05)
+    try:
+        sample = await source.next_sample(frozenset(readers))
+        assert sample.values == {"cpu": 1.0, "disk": 1.0, "memory": 1.0}
+        assert sample.errors == {
+            "containers": "timed out after 0.05 s",
+            "net": "not read: waiting behind containers, which timed out",
+        }
+    finally:
+        readers["containers"].release.set()
+        source.close()
+
+
 async def test_a_failing_reader_is_reported_and_the_rest_are_read() -> None:
     class Broken:
         def collect(self, now: float) -> Any:

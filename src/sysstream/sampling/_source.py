@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._registry import GROUPS
+from .._registry import DEFAULT_FIELDS, GROUPS
 from .._sample import Partial, Sample
 from ..sansio import TickSchedule
 from ._collectors import Collector
@@ -86,7 +86,7 @@ class LocalSource:
         errors: dict[str, str] = {}
         values: dict[str, Any] = {}
         due: list[str] = []
-        for name in sorted(groups):
+        for name in sorted(groups, key=_reading_order):
             if name in self._hung:
                 errors[name] = f"timed out after {self.collect_timeout:g} s (still running)"
             elif (cached := self._slow_values.get(name)) and tick - cached[0] < GROUPS[name].every:
@@ -139,6 +139,12 @@ class LocalSource:
             close = getattr(collector, "close", None)  # collectors with a thread of their own
             if close is not None:
                 close()
+
+
+def _reading_order(name: str) -> tuple[bool, str]:
+    """The contract's fields first: a slow optional reader (containers, mounts) that times
+    out can only delay the groups after it in the job, never cpu, memory or disk."""
+    return (name not in DEFAULT_FIELDS, name)
 
 
 def describe_exception(exc: BaseException) -> str:
