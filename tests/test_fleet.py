@@ -399,7 +399,11 @@ async def test_fleet_members_that_lie_leave_the_hub_serving_real_hosts(
             # web1's real ticks still flow, and still newer than any lie.
             before = time.time()
             for _ in range(3):
-                message = await receive_until(websocket, is_data)
+                # Both figures read: on a loaded machine a tick's memory read may miss its
+                # cutoff (null, named under errors), which says nothing about the lies.
+                message = await receive_until(
+                    websocket, lambda m: is_data(m) and m.get("memory") is not None
+                )
             assert message["memory"] > 0
             assert (await http.get("/api/hosts/web1/metrics")).status_code == 200
             listed = await http.get("/api/hosts")
