@@ -322,6 +322,15 @@ def number(text: str) -> float:
     return float(re.sub(r"[^\d.]", "", text.split()[0]))
 
 
+UNITS = {"B": 1, "KiB": 2**10, "MiB": 2**20, "GiB": 2**30, "TiB": 2**40}
+
+
+def byte_count(text: str) -> float:
+    """The first byte count in ``text`` ("952 MiB of 23.5 GiB"): units follow the size."""
+    value, unit = text.split()[:2]
+    return number(value) * UNITS[unit]
+
+
 CORES_LEGEND = """() => [...document.querySelectorAll("#card-cores .core")].map((core, i) => {
   const label = core.querySelector(".core-label");
   const bar = core.querySelector(".core-bar");
@@ -354,7 +363,7 @@ async def test_units_memory_bytes_filesystems_host_name_and_core_legend(
     total = psutil.virtual_memory().total
     assert extra["in use"].endswith(f" of {gib(total)}")
     percent = number(await page.page.text_content("#card-memory .stat.primary .num") or "")
-    assert number(extra["in use"]) == pytest.approx(total / 2**30 * percent / 100, rel=0.15)
+    assert byte_count(extra["in use"]) == pytest.approx(total * percent / 100, rel=0.15)
     # A filesystem's percent and its bytes are the same fraction: used of usable (df's).
     root = page.page.locator("#card-mounts .mount", has_text="/").first
     shown = await root.locator(".mount-bytes").text_content() or ""
