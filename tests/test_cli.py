@@ -16,7 +16,7 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 
 from sysstream._settings import Settings, validated
-from sysstream.cli._main import model_options
+from sysstream.cli._main import _until_signalled, model_options
 
 from .conftest import receive_json, ws_client
 
@@ -253,3 +253,30 @@ async def test_proxy_headers_set_the_logged_client_only_from_trusted_proxies(
         line = await access_log_line(process, '"WebSocket /api/system/metrics"')
         expected = rf'INFO: +{re.escape(logged)}:\d+ - "WebSocket /api/system/metrics" \[accepted\]'
         assert re.search(expected, line), line
+
+
+async def test_a_stop_signal_ends_work_that_swallows_one_cancellation() -> None:
+    # On Python 3.11 a dependency's timeout can swallow a cancellation; an agent then
+    # kept publishing after SIGTERM. The stop is repeated until the work ends.
+
+    cancellations = 0
+    started = asyncio.Event()
+
+    async def stubborn() -> None:
+        nonlocal cancellations
+        started.set()
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                cancellations += 1
+                if cancellations > 1:
+                    raise
+
+    running = asyncio.ensure_future(_until_signalled(stubborn()))
+    await asyncio.wait_for(started.wait(), 5)
+    os.kill(os.getpid(), signal.SIGTERM)
+    done, _ = await asyncio.wait((running,), timeout=5)  # never cancels ``running``
+    if not done:
+        running.cancel()
+    assert done == {running} and cancellations == 2

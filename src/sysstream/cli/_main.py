@@ -184,6 +184,10 @@ def alerts_check(file: str) -> None:
     click.echo(f"{file}: ok: {len(rules.rules)} rules ({names}), {len(rules.notify)} destinations")
 
 
+# How often a stop signal's cancellation is repeated while the work has not ended.
+STOP_RETRY_SECONDS = 1.0
+
+
 @cli.command()
 @model_options(AgentSettings)
 def agent(**flags: Any) -> None:
@@ -193,11 +197,27 @@ def agent(**flags: Any) -> None:
 
 
 async def _until_signalled(work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` until SIGINT/SIGTERM, then cancel it: a stop signal is a clean exit."""
+    """Run ``work`` until SIGINT/SIGTERM, then cancel it: a stop signal is a clean exit.
+
+    The cancellation is repeated every second until ``work`` ends: on Python 3.11 a
+    timeout inside a dependency (redis-py's connection code) can swallow one cancellation
+    that lands as its own timer fires, and an agent then kept publishing after SIGTERM.
+    """
     task = asyncio.ensure_future(work)
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, task.cancel)
+        loop.add_signal_handler(sig, stopping.set)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        while not task.done():
+            task.cancel()
+            await asyncio.wait((task,), timeout=STOP_RETRY_SECONDS)
+    finally:
+        stop.cancel()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
     with contextlib.suppress(asyncio.CancelledError):
         await task
 
