@@ -19,6 +19,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import math
+import operator
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -32,9 +33,21 @@ from ._rules import (
     Rule,
     RuleSet,
     Severity,
+    Threshold,
 )
 
-__all__ = ["AlertEngine", "AlertEvent", "AlertState", "EventKind", "Window", "fingerprint"]
+__all__ = [
+    "AlertEngine",
+    "AlertEvent",
+    "AlertState",
+    "AverageWindow",
+    "EventKind",
+    "MaxWindow",
+    "MinWindow",
+    "Window",
+    "fingerprint",
+    "window",
+]
 
 # A window is trusted once it holds this share of its span: right after start, a 5-minute
 # average over the last 20 seconds would fire on a spike.
@@ -96,114 +109,144 @@ class AlertEvent:
         }
 
 
-_LAST, _AVG, _MAX = Aggregate.LAST, Aggregate.AVG, Aggregate.MAX
-
 # A window keeps at most this many buckets, whatever its length: an hour's window at 1 s
 # ticks holds 60 one-minute buckets, not 3,600 points (1,000 hosts × 10 rules stay small).
 BUCKETS = 60
 
 
-class Window:
-    """The aggregate of the values seen over the last ``seconds`` (0: the latest alone).
+def window(aggregate: Aggregate, seconds: float) -> Window:
+    """A window of ``seconds`` for ``aggregate`` (avg, max or min)."""
+    if seconds <= 0 or aggregate is Aggregate.LAST:
+        raise ValueError(f"expected avg/max/min over seconds > 0, got {aggregate} {seconds}")
+    kind = {Aggregate.AVG: AverageWindow, Aggregate.MAX: MaxWindow, Aggregate.MIN: MinWindow}
+    return kind[aggregate](seconds)
 
-    Values are summed into ``seconds / 60``-wide buckets; a bucket leaves the window once
+
+class Window:
+    """The aggregate of the values seen over the last ``seconds``.
+
+    Values are folded into ``seconds / 60``-wide buckets; a bucket leaves the window once
     its start is ``seconds`` old, so the span covered is exact to one bucket (a tick, for
-    windows up to a minute at 1 s ticks).
+    windows up to a minute at 1 s ticks). :meth:`add` runs for every series on every tick:
+    the same-bucket case is a few additions, and each subclass keeps its running aggregate
+    so that a bucket's arrival or departure is O(1) (amortised).
     """
 
-    __slots__ = (
-        "_best", "_buckets", "_closes", "_count", "_current", "_current_best",
-        "_current_count", "_current_end", "_current_total", "_ready_at", "_total",
-        "aggregate", "first", "seconds", "width",
-    )  # fmt: skip
+    __slots__ = ("_end", "_ready_at", "_start", "seconds", "width")
 
-    def __init__(self, aggregate: Aggregate, seconds: float) -> None:
-        if seconds <= 0 or aggregate is Aggregate.LAST:
-            raise ValueError(f"expected avg/max/min over seconds > 0, got {aggregate} {seconds}")
-        self.aggregate = aggregate
+    def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.width = seconds / BUCKETS
-        self.first: float | None = None
         self._ready_at = math.inf  # when the window covers enough of its span to be trusted
-        # avg: closed buckets as (start, total, count), with their running total and count
-        self._buckets: deque[tuple[float, float, int]] = deque()
-        self._total = 0.0
-        self._count = 0
-        self._closes = 0
-        # max/min: closed buckets as (start, best), a monotonic deque whose front is the best
-        self._best: deque[tuple[float, float]] = deque()
-        self._current = -math.inf  # the open bucket's start and end
-        self._current_end = -math.inf
-        self._current_total = 0.0
-        self._current_count = 0
-        self._current_best = 0.0
+        self._start = -math.inf  # the open bucket's start and end
+        self._end = -math.inf
 
     def add(self, at: float, value: float) -> float | None:
         """Add a value; returns the aggregate, or None while the window is still filling."""
-        # Called for every series on every tick: the same-bucket case is a few additions.
-        aggregate = self.aggregate
-        if at < self._current_end:
-            self._current_total += value
-            self._current_count += 1
-            if aggregate is not _AVG:
-                best = self._current_best
-                if (value > best) if aggregate is _MAX else (value < best):
-                    self._current_best = value
+        raise NotImplementedError
+
+    def _open(self, at: float) -> float:
+        """Open the bucket ``at`` falls in; returns the horizon (older buckets leave)."""
+        if self._ready_at == math.inf:
+            self._ready_at = at + self.seconds * WARM
+        self._start = start = at - at % self.width
+        self._end = start + self.width
+        return at - self.seconds
+
+
+class AverageWindow(Window):
+    """The mean: closed buckets' totals and counts, with their running sums."""
+
+    __slots__ = ("_buckets", "_closes", "_count", "_open_count", "_open_total", "_total")
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self._buckets: deque[tuple[float, float, int]] = deque()  # (start, total, count)
+        self._total = 0.0
+        self._count = 0
+        self._closes = 0
+        self._open_total = 0.0
+        self._open_count = 0
+
+    def add(self, at: float, value: float) -> float | None:
+        if at < self._end:
+            total = self._open_total = self._open_total + value
+            count = self._open_count = self._open_count + 1
         else:
-            self._open(at, value)
+            self._roll(at, value)
+            total, count = value, 1
         if at < self._ready_at:
             return None
-        if aggregate is _AVG:
-            return (self._total + self._current_total) / (self._count + self._current_count)
-        best = self._current_best
-        closed = self._best
-        if closed:
-            front = closed[0][1]
-            if (front > best) if aggregate is _MAX else (front < best):
-                return front
-        return best
+        return (self._total + total) / (self._count + count)
 
-    def _open(self, at: float, value: float) -> None:
-        """A value past the open bucket: close it, open the next, let old buckets go."""
-        if self.first is None:
-            self.first = at
-            self._ready_at = at + self.seconds * WARM
-        upward = self.aggregate is _MAX
-        if self._current_count:
-            self._close(upward)
-        width = self.width
-        self._current = start = at - at % width
-        self._current_end = start + width
-        self._current_total = value
-        self._current_count = 1
-        self._current_best = value
-        horizon = at - self.seconds
-        if self.aggregate is _AVG:
-            buckets = self._buckets
-            while buckets and buckets[0][0] <= horizon:
-                _, total, count = buckets.popleft()
-                self._total -= total
-                self._count -= count
-        else:
-            closed = self._best
-            while closed and closed[0][0] <= horizon:
-                closed.popleft()
-
-    def _close(self, upward: bool) -> None:
-        if self.aggregate is _AVG:
-            self._buckets.append((self._current, self._current_total, self._current_count))
-            self._total += self._current_total
-            self._count += self._current_count
+    def _roll(self, at: float, value: float) -> None:
+        buckets = self._buckets
+        if self._open_count:
+            buckets.append((self._start, self._open_total, self._open_count))
+            self._total += self._open_total
+            self._count += self._open_count
             self._closes += 1
             if self._closes >= 4096:  # bound the float error of the running sum
                 self._closes = 0
-                self._total = sum(total for _, total, _ in self._buckets)
-            return
-        best = self._current_best
+                self._total = sum(total for _, total, _ in buckets)
+        horizon = self._open(at)
+        while buckets and buckets[0][0] <= horizon:
+            _, total, count = buckets.popleft()
+            self._total -= total
+            self._count -= count
+        self._open_total = value
+        self._open_count = 1
+
+
+class MaxWindow(Window):
+    """The maximum: closed buckets' maxima in a monotonic deque (decreasing from the
+    front, which is the closed buckets' maximum), and the open bucket's maximum."""
+
+    __slots__ = ("_best", "_open_best")
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self._best: deque[tuple[float, float]] = deque()  # (start, max)
+        self._open_best: float | None = None
+
+    def add(self, at: float, value: float) -> float | None:
+        if at < self._end:
+            if value > self._open_best:  # type: ignore[operator]  # open: not None
+                self._open_best = value
+        else:
+            self._roll(at, value)
+        if at < self._ready_at:
+            return None
+        best: float = self._open_best  # type: ignore[assignment]
         closed = self._best
-        while closed and ((closed[-1][1] <= best) if upward else (closed[-1][1] >= best)):
-            closed.pop()
-        closed.append((self._current, best))
+        if closed:
+            front = closed[0][1]
+            if front > best:
+                return front
+        return best
+
+    def _roll(self, at: float, value: float) -> None:
+        closed = self._best
+        best = self._open_best
+        if best is not None:
+            # A closed bucket below a later one can never be the maximum again.
+            while closed and closed[-1][1] <= best:
+                closed.pop()
+            closed.append((self._start, best))
+        horizon = self._open(at)
+        while closed and closed[0][0] <= horizon:
+            closed.popleft()
+        self._open_best = value
+
+
+class MinWindow(MaxWindow):
+    """The minimum: the maximum of the negated values (negation is exact)."""
+
+    __slots__ = ()
+
+    def add(self, at: float, value: float) -> float | None:
+        best = super().add(at, -value)
+        return None if best is None else -best
 
 
 class _Series:
@@ -276,18 +319,20 @@ def _window_for(rule: Rule) -> Window | None:
     """The rule's window; None for the latest value alone (no state to keep)."""
     if rule.window <= 0 or rule.aggregate is Aggregate.LAST:
         return None  # `last` over any window is the latest value
-    return Window(rule.aggregate, rule.window)
+    return window(rule.aggregate, rule.window)
 
 
-def _calm_check(rule: Rule) -> Callable[[float], bool] | None:
+# A calm check for thresholds that come from the sample: never calm, always decide.
+_NEVER_CALM: Callable[[float], bool] = frozenset[float]().__contains__
+
+
+def _calm_check(rule: Rule) -> Callable[[float], bool]:
     """For fixed thresholds, a test that is True when a value breaches neither: the common
-    case, decided with one comparison. None when a threshold comes from the sample."""
+    case, decided with one comparison. Never True when a threshold comes from the sample."""
     levels = [t.value for t in (rule.warning, rule.critical) if t is not None]
-    if len(levels) != sum(t is not None for t in (rule.warning, rule.critical)):
-        return None
     fixed = [v for v in levels if v is not None]
-    if not fixed:
-        return None
+    if not fixed or len(fixed) != len(levels):
+        return _NEVER_CALM
     op = rule.op
     lowest = float(
         min(fixed) if op.upward else max(fixed)
@@ -301,25 +346,41 @@ def _calm_check(rule: Rule) -> Callable[[float], bool] | None:
     }[op]
 
 
+_HOLDS: dict[Comparison, Callable[[float, float], bool]] = {
+    Comparison.ABOVE: operator.gt,
+    Comparison.AT_LEAST: operator.ge,
+    Comparison.BELOW: operator.lt,
+    Comparison.AT_MOST: operator.le,
+}
+
+
+def _threshold(threshold: Threshold | None, siblings: Any) -> float | None:
+    if threshold is None:
+        return None
+    if threshold.sibling is None:
+        return threshold.value
+    return threshold.resolve(siblings)
+
+
 def _level(
     rule: Rule, value: float, warning: float | None, critical: float | None, firing: Severity | None
 ) -> Severity | None:
     """The severity ``value`` calls for; while firing, thresholds move by the clear margin."""
-    op = rule.op
+    op = _HOLDS[rule.op]  # the operator function: a firing series comes here every tick
     if firing is None:
-        if critical is not None and op.holds(value, critical):
+        if critical is not None and op(value, critical):
             return Severity.CRITICAL
-        if warning is not None and op.holds(value, warning):
+        if warning is not None and op(value, warning):
             return Severity.WARNING
         return None
     lowest = warning if warning is not None else critical
     assert lowest is not None
     margin = lowest - rule.clear if rule.clear is not None else 0.0
     if critical is not None:
-        kept = firing is Severity.CRITICAL and op.holds(value, critical - margin)
-        if kept or op.holds(value, critical):
+        kept = firing is Severity.CRITICAL and op(value, critical - margin)
+        if kept or op(value, critical):
             return Severity.CRITICAL
-    if op.holds(value, lowest - margin):
+    if op(value, lowest - margin):
         return Severity.WARNING if warning is not None else Severity.CRITICAL
     return None
 
@@ -327,19 +388,45 @@ def _level(
 class _Compiled:
     """A rule with its metric path split for fast lookups."""
 
-    __slots__ = ("head", "leaf", "parts", "path", "rule", "series")
+    __slots__ = ("leaf", "parts", "rule", "series")
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.parts = rule.metric.split(".")
-        self.head = self.parts[0]
-        # Without a `*`, the keys under the head: one series, read with plain lookups.
-        self.path = tuple(self.parts[1:]) if "*" not in self.parts else None
         # `group.*.leaf` over an object of objects (mounts): walked without recursion.
         shape = len(self.parts) == 3 and self.parts[1] == "*" and self.parts[2] != "*"
         self.leaf = self.parts[2] if shape else None
         # host → label values → series, or None for a series the selectors leave out
         self.series: dict[str, dict[tuple[str, ...], _Series | None]] = {}
+
+
+class _Path:
+    """The rules that read one metric path without a ``*`` (one series per host): the value
+    is looked up once per sample for all of them."""
+
+    __slots__ = ("head", "keys", "rules")
+
+    def __init__(self, metric: str) -> None:
+        self.head, *keys = metric.split(".")
+        self.keys = tuple(keys)
+        self.rules: list[_Compiled] = []
+
+
+class _Host:
+    """What the engine keeps per host to make a sample cheap to evaluate."""
+
+    __slots__ = ("feeds", "latest", "oldest", "tables")
+
+    def __init__(
+        self, paths: int, tables: list[tuple[_Compiled, dict[tuple[str, ...], _Series | None]]]
+    ) -> None:
+        # per _Path: the series it feeds on this host; None until looked up (again)
+        self.feeds: list[list[_Series] | None] = [None] * paths
+        self.tables = tables  # each rule with a `*` and its series table for this host
+        self.latest = 0.0  # the time of the host's latest sample
+        # no series of this host was seen before this: sweep skips the host until
+        # `latest - oldest` passes `stale_after`
+        self.oldest = -math.inf
 
 
 def _leaves(
@@ -376,11 +463,12 @@ class AlertEngine:
 
     def __init__(self, rules: RuleSet, *, stale_after: float = 60.0) -> None:
         self.stale_after = stale_after
-        self._compiled: list[_Compiled] = []
+        self._compiled: list[_Compiled] = []  # every rule but host.offline, in rule order
         self._offline: list[_Compiled] = []
-        self._host_seen: dict[str, float] = {}
-        # host → each compiled rule's series table, in rule order (one lookup per sample)
-        self._tables: dict[str, list[dict[tuple[str, ...], _Series | None]]] = {}
+        self._paths: list[_Path] = []  # the rules without a `*`, by metric path
+        self._wild: list[_Compiled] = []  # the rules with a `*`
+        self._rank: dict[str, int] = {}  # rule name → place: one sample's events in rule order
+        self._hosts: dict[str, _Host] = {}
         self.rules = rules
         self.replace_rules(rules)
 
@@ -394,7 +482,6 @@ class AlertEngine:
         old = {c.rule.name: c for c in [*self._compiled, *self._offline]}
         self.rules = rules
         self._compiled, self._offline = [], []
-        self._tables = {}
         for rule in rules.rules:
             compiled = _Compiled(rule)
             previous = old.pop(rule.name, None)
@@ -416,6 +503,19 @@ class AlertEngine:
                 self._offline.append(compiled)
             else:
                 self._compiled.append(compiled)
+        paths: dict[str, _Path] = {}
+        self._wild = []
+        for compiled in self._compiled:
+            if "*" in compiled.parts:
+                self._wild.append(compiled)
+            else:
+                paths.setdefault(compiled.rule.metric, _Path(compiled.rule.metric))
+                paths[compiled.rule.metric].rules.append(compiled)
+        self._paths = list(paths.values())
+        self._rank = {c.rule.name: rank for rank, c in enumerate(self._compiled)}
+        hosts, self._hosts = self._hosts, {}
+        for host, state in hosts.items():
+            self._host(host).latest = state.latest
         events: list[AlertEvent] = []
         for gone in old.values():
             for by_values in gone.series.values():
@@ -430,40 +530,37 @@ class AlertEngine:
     def observe(self, host: str, at: float, values: Mapping[str, Any]) -> list[AlertEvent]:
         """One sample of ``host`` taken at ``at``; the events it causes."""
         events: list[AlertEvent] = []
-        self._host_seen[host] = at
-        tables = self._tables.get(host)
-        if tables is None:
-            tables = self._tables[host] = [c.series.setdefault(host, {}) for c in self._compiled]
-        for compiled, table in zip(self._compiled, tables, strict=True):
-            root = values.get(compiled.head)
-            if root is None:
-                continue
-            path = compiled.path
-            if path is not None:
-                value, parent = root, values
-                for key in path:
-                    if type(value) is not dict:
-                        break
-                    parent, value = value, value.get(key)
-                if type(value) is not float and type(value) is not int:
-                    continue  # absent, null (a rate's first tick) or not a number
-                series = table.get(())
-                if series is None:
-                    if () in table:
-                        continue
-                    series = self._new_series(compiled, host, (), table)
-                    if series is None:
-                        continue
-                # _step, inlined for the common case: a calm series decided in one test.
-                window = series.window
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._host(host)
+        state.latest = at
+        feeds = state.feeds
+        # Called for every host's every sample: what follows is the whole cost of a calm
+        # series (one lookup shared by the rules of a path, the window, one comparison).
+        for index, path in enumerate(self._paths):
+            value = values.get(path.head)
+            parent = values
+            for key in path.keys:
+                if type(value) is not dict:
+                    value = None
+                    break
+                parent, value = value, value.get(key)
+            if type(value) is not float and type(value) is not int:
+                continue  # absent, null (a rate's first tick) or not a number
+            feed = feeds[index]
+            if feed is None:
+                feed = feeds[index] = self._feed(path, host)
+            for fed in feed:
+                window = fed.window
                 aggregate = value if window is None else window.add(at, value)
-                series.seen = at
+                fed.seen = at
                 if aggregate is None:
-                    continue
-                if series.state is _OK and series.calm is not None and series.calm(aggregate):
-                    continue
-                self._decide(series, at, aggregate, parent, events)
-                continue
+                    continue  # still filling the window: no verdict either way
+                if fed.state is _OK and fed.calm(aggregate):
+                    continue  # the common case: all is well, nothing to decide
+                self._decide(fed, at, aggregate, parent, events)
+        for compiled, table in state.tables:
+            root = values.get(compiled.parts[0])
             leaf = compiled.leaf
             if leaf is not None and isinstance(root, dict):
                 # `group.*.leaf` over an object of objects (mounts): a flat loop.
@@ -481,14 +578,9 @@ class AlertEngine:
                         series = self._new_series(compiled, host, label_values, table)
                         if series is None:
                             continue
-                    window = series.window
-                    aggregate = number if window is None else window.add(at, number)
-                    series.seen = at
-                    if aggregate is None:
-                        continue
-                    if series.state is _OK and series.calm is not None and series.calm(aggregate):
-                        continue
-                    self._decide(series, at, aggregate, item, events)
+                    self._step(series, at, number, item, events)
+                continue
+            if root is None:
                 continue
             for label_values, number, parent in _leaves(root, compiled.parts, 1, (), values):
                 series = table.get(label_values)
@@ -499,6 +591,9 @@ class AlertEngine:
                     if series is None:
                         continue
                 self._step(series, at, number, parent, events)
+        if len(events) > 1:
+            rank = self._rank
+            events.sort(key=lambda event: rank[event.rule])  # stable: a rule's own order kept
         return events
 
     def host_status(self, host: str, offline: bool, at: float) -> list[AlertEvent]:
@@ -516,26 +611,62 @@ class AlertEngine:
     def sweep(self) -> list[AlertEvent]:
         """Drop series that stopped appearing in their host's samples."""
         events: list[AlertEvent] = []
+        stale_after = self.stale_after
+        # Run every second over every series of a large fleet: only hosts that may hold a
+        # stale series are looked at (at most once per `stale_after` for a healthy host).
+        suspects = {
+            host: state
+            for host, state in self._hosts.items()
+            if state.latest - state.oldest > stale_after
+        }
+        if not suspects:
+            return events
+        for state in suspects.values():
+            state.oldest = state.latest  # lowered to the oldest series kept, below
         for compiled in self._compiled:
             for host, table in compiled.series.items():
-                latest = self._host_seen.get(host, 0.0)
-                gone = [
-                    values
-                    for values, series in table.items()
-                    if series is not None and latest - series.seen > self.stale_after
-                ]
+                suspect = suspects.get(host)
+                if suspect is None:
+                    continue
+                latest = suspect.latest
+                gone = []
+                for values, series in table.items():
+                    if series is None:
+                        continue
+                    if latest - series.seen > stale_after:
+                        gone.append(values)
+                    elif series.seen < suspect.oldest:
+                        suspect.oldest = series.seen
                 for values in gone:
                     series = table.pop(values)
                     assert series is not None
                     if series.state is AlertState.FIRING:
                         events.append(self._resolve(series, latest))
+                if gone:
+                    suspect.feeds = [None] * len(self._paths)
         return events
 
     def forget_host(self, host: str) -> None:
         for compiled in [*self._compiled, *self._offline]:
             compiled.series.pop(host, None)
-        self._host_seen.pop(host, None)
-        self._tables.pop(host, None)
+        self._hosts.pop(host, None)
+
+    def _host(self, host: str) -> _Host:
+        for compiled in self._compiled:  # every rule's table, so sweep sees hosts in order
+            compiled.series.setdefault(host, {})
+        tables = [(compiled, compiled.series[host]) for compiled in self._wild]
+        state = self._hosts[host] = _Host(len(self._paths), tables)
+        return state
+
+    def _feed(self, path: _Path, host: str) -> list[_Series]:
+        """The series ``path`` feeds on ``host``, made on the first number seen."""
+        feed = []
+        for compiled in path.rules:
+            table = compiled.series.setdefault(host, {})
+            series = table[()] if () in table else self._new_series(compiled, host, (), table)
+            if series is not None:
+                feed.append(series)
+        return feed
 
     def _new_series(
         self,
@@ -569,8 +700,7 @@ class AlertEngine:
             aggregate = window.add(at, value)
             if aggregate is None:
                 return  # still filling the window: no verdict either way
-        calm = series.calm
-        if series.state is _OK and calm is not None and calm(aggregate):
+        if series.state is _OK and series.calm(aggregate):
             return  # the common case: all is well, nothing to decide
         self._decide(series, at, aggregate, siblings, events)
 
@@ -585,8 +715,8 @@ class AlertEngine:
         """The state machine, for an aggregate that needs a verdict."""
         state = series.state
         rule = series.rule
-        warning = rule.warning.resolve(siblings) if rule.warning is not None else None
-        critical = rule.critical.resolve(siblings) if rule.critical is not None else None
+        warning = _threshold(rule.warning, siblings)
+        critical = _threshold(rule.critical, siblings)
         if state is _OK:
             if warning is None and critical is None:
                 return
@@ -693,6 +823,10 @@ class AlertEngine:
             series.threshold = float(threshold) if isinstance(threshold, int | float) else None
             series.seen = series.since
             compiled.series.setdefault(clean["host"], {})[values] = series
+            state = self._hosts.get(clean["host"])
+            if state is not None:  # look the host's series up again, stale ones too
+                state.feeds = [None] * len(self._paths)
+                state.oldest = -math.inf
             restored += 1
         return restored
 
