@@ -87,9 +87,11 @@ def restamped(samples: list[Sample], start: float, count: int) -> list[Sample]:
     return [Sample(n, start + n, samples[n % len(samples)].values) for n in range(count)]
 
 
-async def evaluate(evaluator: AlertEvaluator, feed: list[tuple[str, Sample]]) -> float:
-    """CPU seconds to push ``feed`` through the evaluator (recorder, queue, engine)."""
-    recorders: dict[str, Any] = {}
+async def evaluate(
+    evaluator: AlertEvaluator, feed: list[tuple[str, Sample]], recorders: dict[str, Any]
+) -> float:
+    """CPU seconds to push ``feed`` through the evaluator (recorder, queue, engine);
+    ``recorders`` keeps one recorder per host across calls, as a hub does."""
     started = time.process_time()
     for host, sample in feed:
         recorder = recorders.get(host)
@@ -108,12 +110,13 @@ async def one_host(tick_cpu: float, samples: list[Sample], runs: int) -> list[fl
     await evaluator.start()
     shares = []
     try:
+        recorders: dict[str, Any] = {}
         warm = restamped(samples, 1e9, WARM_SECONDS)
-        await evaluate(evaluator, [("local", s) for s in warm])
+        await evaluate(evaluator, [("local", s) for s in warm], recorders)
         count = 2000
         for run in range(runs):
             batch = restamped(samples, 1e9 + WARM_SECONDS + run * count, count)
-            cpu = await evaluate(evaluator, [("local", s) for s in batch])
+            cpu = await evaluate(evaluator, [("local", s) for s in batch], recorders)
             shares.append(cpu / count / tick_cpu)
     finally:
         await evaluator.stop()
@@ -144,13 +147,14 @@ async def fleet(samples: list[Sample], runs: int) -> tuple[list[float], int]:
         def second(at: float) -> list[tuple[str, Sample]]:
             return [(f"h{n}", Sample(int(at), at + n / HOSTS, per_host[n])) for n in range(HOSTS)]
 
+        recorders: dict[str, Any] = {}
         for offset in range(WARM_SECONDS):
-            await evaluate(evaluator, second(1e9 + offset))
+            await evaluate(evaluator, second(1e9 + offset), recorders)
         clock = 1e9 + WARM_SECONDS
         for _ in range(runs):
             cpu = 0.0
             for _ in range(SECONDS):
-                cpu += await evaluate(evaluator, second(clock))
+                cpu += await evaluate(evaluator, second(clock), recorders)
                 clock += 1
             results.append(cpu / SECONDS)
         series = evaluator.engine.series_count()

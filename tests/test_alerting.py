@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sysstream.sansio import (
     AlertEngine,
@@ -13,6 +16,7 @@ from sysstream.sansio import (
     Severity,
     parse_rules,
 )
+from sysstream.sansio._alerting import BUCKETS, WARM
 from sysstream.sansio._alerting import window as make_window
 from sysstream.sansio._rules import Aggregate
 
@@ -231,3 +235,67 @@ def test_a_long_window_keeps_sixty_buckets_and_stays_close_to_exact(aggregate: A
         Aggregate.MIN: min(values[-3600:]),
     }[aggregate]
     assert result == pytest.approx(exact, rel=0.02)
+
+
+def naive_window(
+    aggregate: Aggregate, seconds: float, points: list[tuple[float, float]]
+) -> list[float | None]:
+    """The window's contract, spelled out with every point kept: each value goes in the
+    ``seconds / BUCKETS``-wide bucket open when it arrives; opening a bucket drops the
+    buckets that start ``seconds`` or more before; nothing is reported until
+    ``WARM`` of the span has passed since the first value."""
+    width = seconds / BUCKETS
+    kept: list[tuple[float, float]] = []  # (bucket start, value)
+    start, end, ready = 0.0, -math.inf, math.inf
+    results: list[float | None] = []
+    for at, value in points:
+        if at >= end:
+            if ready == math.inf:
+                ready = at + seconds * WARM
+            kept = [(bucket, v) for bucket, v in kept if bucket > at - seconds]
+            start = at - at % width
+            end = start + width
+        kept.append((start, value))
+        values = [v for _, v in kept]
+        if at < ready:
+            results.append(None)
+        elif aggregate is Aggregate.AVG:
+            results.append(sum(values) / len(values))
+        else:
+            results.append(max(values) if aggregate is Aggregate.MAX else min(values))
+    return results
+
+
+window_runs = st.tuples(
+    st.sampled_from([Aggregate.AVG, Aggregate.MAX, Aggregate.MIN]),
+    st.sampled_from([1.0, 5.0, 60.0, 300.0, 7.5]),
+    st.lists(
+        st.tuples(
+            st.one_of(st.sampled_from([0.0, 0.25, 1.0, 1.0, 1.0]), st.floats(0, 400)),
+            st.floats(-1e6, 1e6, allow_nan=False),
+        ),
+        max_size=400,
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(window_runs)
+def test_windows_match_the_naive_aggregate_over_every_point(
+    run: tuple[Aggregate, float, list[tuple[float, float]]],
+) -> None:
+    # The monotonic deque (max, min) and the running sums (avg) against all points kept.
+    aggregate, seconds, steps = run
+    points, at = [], T0
+    for gap, value in steps:
+        at += gap
+        points.append((at, value))
+    window = make_window(aggregate, seconds)
+    got = [window.add(at, value) for at, value in points]
+    expected = naive_window(aggregate, seconds, points)
+    assert [g is None for g in got] == [e is None for e in expected]
+    for g, e in zip(got, expected, strict=True):
+        if aggregate is Aggregate.AVG and e is not None:
+            assert g == pytest.approx(e, rel=1e-9, abs=1e-6)
+        else:
+            assert g == e  # exact: max and min are chosen, not computed

@@ -89,14 +89,19 @@ def load_rule_file(path: str | None) -> RuleSet:
 class _QueueRecorder:
     """A hub recorder that only enqueues (host, sample) for the evaluator."""
 
-    __slots__ = ("_evaluator", "host")
+    __slots__ = ("_evaluator", "_queue", "host")
 
     def __init__(self, evaluator: AlertEvaluator, host: str) -> None:
         self._evaluator = evaluator
+        self._queue = evaluator._queue
         self.host = host
 
     def record(self, sample: Sample) -> None:
-        self._evaluator.enqueue(self.host, sample)
+        # On the fan-out path for every host's every tick: enqueue, inlined.
+        if len(self._queue) < QUEUE_SIZE and self._evaluator._queued.is_set():
+            self._queue.append((self.host, sample))
+        else:
+            self._evaluator.enqueue(self.host, sample)
 
     def __repr__(self) -> str:
         return f"AlertRecorder(host={self.host!r})"
