@@ -324,7 +324,13 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         scope = getattr(self, "scope", None)  # absent when the handshake was refused
         if scope is not None:
-            extension = {"attach": self.attach_sink, "detach": self.detach}
+            # "drained": wait until the write buffer is below its low-water mark or the
+            # connection is gone (the router holds a history message's budget until then).
+            extension = {
+                "attach": self.attach_sink,
+                "detach": self.detach,
+                "drained": self.writable.wait,
+            }
             scope["extensions"][TRANSPORT_EXTENSION] = extension
 
     def attach_sink(self, stall_timeout: float) -> TransportSink:

@@ -62,7 +62,7 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
 
         hosts = fleet_router(
             settings, access=metrics.access, connections=metrics.connections,
-            recorders_for=recorders_for,
+            budget=metrics.history_budget, recorders_for=recorders_for,
         )  # fmt: skip
         app.include_router(hosts, prefix=FLEET_PREFIX)
         app.state.fleet = hosts.fleet

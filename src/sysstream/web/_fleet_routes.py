@@ -31,6 +31,7 @@ from ..sansio import (
     parse_history,
 )
 from ..stream import Recorder
+from ._budget import ResponseBudget, budgeted
 from ._limits import ConnectionLimit
 from ._router import JSON, TRY_AGAIN_LATER, history_response, latest_response, serve_stream
 from ._security import AccessPolicy, Refusal, deny_websocket
@@ -57,12 +58,14 @@ def fleet_router(
     *,
     access: AccessPolicy,
     connections: ConnectionLimit,
+    budget: ResponseBudget | None = None,
     recorders_for: Callable[[str], Iterable[Recorder]] | None = None,
 ) -> FleetRouter:
     """The fleet routes for ``settings.redis_url``; the router's lifespan runs the fleet.
 
-    ``access`` and ``connections`` are the metrics router's: one token and origin policy,
-    and one client limit for the process, whichever host a client watches.
+    ``access``, ``connections`` and ``budget`` are the metrics router's: one token and
+    origin policy, one client limit and one budget of history bytes held for slow readers
+    for the process, whichever host a client watches.
     """
     if settings.redis_url is None:
         raise ValueError("expected settings with a redis_url, got redis_url=None")
@@ -115,7 +118,7 @@ def fleet_router(
             for name in sorted(fleet.hosts)
         )
         header = encode_json({"seconds": span, "fields": list(names), "points": count})
-        return Response(header[:-1] + b',"hosts":{' + b",".join(bodies) + b"}}", media_type=JSON)
+        return budgeted(header[:-1] + b',"hosts":{' + b",".join(bodies) + b"}}", budget)
 
     @hosts.websocket("/{host}/metrics")
     async def stream(websocket: WebSocket, host: str) -> None:
@@ -130,8 +133,9 @@ def fleet_router(
             return
         # Held until the client is gone, which may be after serve_stream returns.
         await serve_stream(
-            websocket, remote.hub, stall_timeout=settings.stall_timeout, on_end=connections.release
-        )
+            websocket, remote.hub, stall_timeout=settings.stall_timeout,
+            on_end=connections.release, budget=budget,
+        )  # fmt: skip
 
     @hosts.get("/{host}/metrics", summary="A host's latest sample, in the stream's format")
     async def latest(host: str) -> Response:
@@ -149,7 +153,7 @@ def fleet_router(
         remote = _find(fleet, host)
         if remote is None:
             return _unknown(host)
-        return history_response(remote.hub, seconds, fields, settings.history_seconds)
+        return history_response(remote.hub, seconds, fields, settings.history_seconds, budget)
 
     return hosts
 

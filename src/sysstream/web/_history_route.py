@@ -24,6 +24,7 @@ from .._registry import GROUPS
 from ..sansio import ControlError, encode_error, parse_fields
 from ..store import HistoryStore, QueryAborted
 from ..stream import History
+from ._budget import ResponseBudget, budgeted, busy
 
 __all__ = [
     "MAX_CELLS",
@@ -152,8 +153,10 @@ async def history_response(
     end: str | None,
     step: str | None,
     gate: QueryGate | None = None,
+    budget: ResponseBudget | None = None,
 ) -> Response:
-    """The body of ``GET /metrics/history`` from the ring and, when there is one, the store."""
+    """The body of ``GET /metrics/history`` from the ring and, when there is one, the store;
+    with ``budget``, the body is charged to it until sent (or refused with 503)."""
     now = time.time()
     if store is not None:
         limit = math.inf  # older than the coarsest tier: what is left, maybe nothing
@@ -180,18 +183,18 @@ async def history_response(
     if ring is not None and (
         store is None or (at_tick and oldest is not None and span.start >= oldest)
     ):
-        return Response(ring.query(names, since=span.start, until=span.end), media_type=JSON)
+        return budgeted(ring.query(names, since=span.start, until=span.end), budget)
     assert store is not None
     gate = gate if gate is not None else QueryGate()
     if gate.full():
-        return _busy("too many history queries in progress; try again shortly")
+        return busy("too many history queries in progress; try again shortly")
     gate.admitted += 1
     try:
         result = await anyio.to_thread.run_sync(
             lambda: store.query(span.start, span.end, names, span.step), limiter=gate.limiter
         )
     except QueryAborted as exc:
-        return _busy(str(exc))
+        return busy(str(exc))
     finally:
         gate.admitted -= 1
     if "min" not in result and ring is not None and oldest is not None and oldest <= span.end:
@@ -204,9 +207,4 @@ async def history_response(
             "narrow the range, raise step or ask for fewer fields"
         )
         return Response(encode_error(message), status_code=400, media_type=JSON)
-    return Response(body, media_type=JSON)
-
-
-def _busy(message: str) -> Response:
-    headers = {"Retry-After": "1"}
-    return Response(encode_error(message), status_code=503, media_type=JSON, headers=headers)
+    return budgeted(body, budget)

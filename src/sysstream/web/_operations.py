@@ -58,6 +58,13 @@ def operations(
                 "max_seconds": round(stats.max_fanout_seconds, 6),
             },
         }
+        budget = metrics.history_budget
+        # History bodies held for clients yet to read them (docs/security.md).
+        body["history_budget"] = {
+            "held_bytes": budget.held,
+            "max_bytes": budget.maximum,
+            "refused": budget.refused,
+        }
         if fleet is not None:
             body["fleet"] = {
                 "redis": fleet.state.value,

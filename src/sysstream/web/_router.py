@@ -39,6 +39,7 @@ from ..sansio import (
 )
 from ..store import HistoryStore, StoreState
 from ..stream import TRANSPORT_EXTENSION, AsgiSink, History, MetricsHub, Sink, ViewLimitError
+from ._budget import HISTORY_BUDGET, ResponseBudget, budgeted, hold_until_drained
 from ._history_route import QueryGate, parse_history_fields
 from ._history_route import history_response as stored_history_response
 from ._limits import ConnectionLimit, resolve_max_clients
@@ -62,6 +63,7 @@ class MetricsRouter(APIRouter):
     access: AccessPolicy  # origin and token rules, enforced on every route of the router
     connections: ConnectionLimit
     queries: QueryGate  # the store's queries: how many run and wait at once
+    history_budget: ResponseBudget  # bytes of history held for clients yet to read them
 
 
 def router(
@@ -114,6 +116,8 @@ def router(
     metrics.settings = settings
     metrics.access = access
     metrics.connections = connections
+    # One budget for every history body of the process, HTTP and stream, all hosts.
+    responses = metrics.history_budget = ResponseBudget(HISTORY_BUDGET)
 
     @metrics.websocket("/metrics")
     async def stream(websocket: WebSocket) -> None:
@@ -124,8 +128,9 @@ def router(
         # The slot is held until the client is gone, which on the fast path is after
         # serve_stream has handed the connection over and returned.
         await serve_stream(
-            websocket, hub, stall_timeout=settings.stall_timeout, on_end=connections.release
-        )
+            websocket, hub, stall_timeout=settings.stall_timeout, on_end=connections.release,
+            budget=responses,
+        )  # fmt: skip
 
     @metrics.get("/metrics", summary="Latest sample, in the stream's default message format")
     async def latest() -> Response:
@@ -182,9 +187,9 @@ def router(
         if store is not None or start is not None or end is not None or step is not None:
             return await stored_history_response(
                 hub.history, store, seconds=seconds, fields=fields, start=start, end=end,
-                step=step, gate=queries,
+                step=step, gate=queries, budget=responses,
             )  # fmt: skip
-        return history_response(hub, seconds, fields, settings.history_seconds)
+        return history_response(hub, seconds, fields, settings.history_seconds, responses)
 
     return metrics
 
@@ -202,7 +207,9 @@ async def latest_response(hub: MetricsHub) -> Response:
     return Response(encode_sample(sample, DEFAULT_FIELDS), media_type=JSON)
 
 
-def history_response(hub: MetricsHub, seconds: str, fields: str, limit: float) -> Response:
+def history_response(
+    hub: MetricsHub, seconds: str, fields: str, limit: float, budget: ResponseBudget | None = None
+) -> Response:
     if hub.history is None:
         return Response(encode_error("no history kept"), status_code=404, media_type=JSON)
     try:
@@ -210,7 +217,7 @@ def history_response(hub: MetricsHub, seconds: str, fields: str, limit: float) -
         names = parse_history_fields(fields)
     except ControlError as exc:
         return Response(encode_error(str(exc)), status_code=400, media_type=JSON)
-    return Response(hub.history.query(names, since=time.time() - span), media_type=JSON)
+    return budgeted(hub.history.query(names, since=time.time() - span), budget)
 
 
 async def serve_stream(
@@ -219,6 +226,7 @@ async def serve_stream(
     *,
     stall_timeout: float,
     on_end: Callable[[], None] | None = None,
+    budget: ResponseBudget | None = None,
 ) -> None:
     """Accept ``websocket`` and stream ``hub``'s ticks to it until it goes away.
 
@@ -228,10 +236,12 @@ async def serve_stream(
     On sysstream's protocol this returns as soon as the stream is set up: the connection
     carries on without its ASGI task (see ``WebSocketProtocol.detach``). ``on_end`` is called
     exactly once when the client is gone, whether that is before or after this returns.
+    With ``budget``, the ``history=`` message is charged to it until the connection has
+    taken it (close 1013 when it does not fit).
     """
     session: ControlSession | None = None
     try:
-        view = await _open_stream(websocket, hub)
+        view = await _open_stream(websocket, hub, budget)
         if view is None:
             return
         extension = websocket.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
@@ -258,9 +268,12 @@ async def serve_stream(
             on_end()  # gone, or refused, before a session took charge
 
 
-async def _open_stream(websocket: WebSocket, hub: MetricsHub) -> View | None:
+async def _open_stream(
+    websocket: WebSocket, hub: MetricsHub, budget: ResponseBudget | None
+) -> View | None:
     """Accept, read the view from the query and send the history asked for; None when the
-    query was invalid (the client was told and the connection closed)."""
+    query was invalid or the history did not fit ``budget`` (the client was told and the
+    connection closed)."""
     await websocket.accept()
     tick = hub.source.interval
     history_limit = hub.history.capacity * tick if hub.history is not None else 0.0
@@ -273,10 +286,41 @@ async def _open_stream(websocket: WebSocket, hub: MetricsHub) -> View | None:
         return None
     if history_seconds and hub.history is not None:
         body = hub.history.query(view.fields, since=time.time() - history_seconds)
+        size = len(body)
+        if budget is not None and not budget.reserve(size):
+            await websocket.send_text(encode_error(budget.busy_message()).decode())
+            await websocket.close(TRY_AGAIN_LATER, "history busy")
+            return None
         # Sent before the sink is attached, with no await between query and attach on a
         # writable connection, so the history ends where the live ticks begin.
-        await websocket.send_text((b'{"type":"history",' + body[1:]).decode())
+        try:
+            await websocket.send_text((b'{"type":"history",' + body[1:]).decode())
+        except BaseException:
+            if budget is not None:
+                budget.release(size)
+            raise
+        del body
+        if budget is not None:
+            _release_when_taken(websocket, budget, size)
     return view
+
+
+# Tasks that hold a history message's budget until its connection has taken it.
+_draining: set[asyncio.Task[None]] = set()
+
+
+def _release_when_taken(websocket: WebSocket, budget: ResponseBudget, size: int) -> None:
+    """The message is in the connection's write buffer: release its bytes once the buffer
+    has drained (sysstream's protocol says when) or the connection is gone. Elsewhere the
+    server's own flow control and stall handling hold it; it is released at once."""
+    extension = websocket.scope.get("extensions", {}).get(TRANSPORT_EXTENSION)
+    drained = extension.get("drained") if extension is not None else None
+    if drained is None:
+        budget.release(size)
+        return
+    task = asyncio.create_task(hold_until_drained(budget, size, drained))
+    _draining.add(task)
+    task.add_done_callback(_draining.discard)
 
 
 async def _attach_or_refuse(websocket: WebSocket, hub: MetricsHub, sink: Sink, view: View) -> bool:
