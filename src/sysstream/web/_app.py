@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
     app.add_middleware(AccessMiddleware, policy=metrics.access)
     app.state.hub = metrics.hub
     app.state.history_queries = metrics.queries
+    app.state.history_budget = metrics.history_budget
     app.state.settings = settings
     app.state.store = store  # fleet hubs attach store.recorder(host)
     evaluator = _evaluator(settings, store)

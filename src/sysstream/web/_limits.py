@@ -10,6 +10,8 @@ word.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
 import resource
 
 __all__ = [
@@ -19,8 +21,13 @@ __all__ = [
     "default_max_clients",
     "open_files_limit",
     "raise_open_files_limit",
+    "release_large_blocks",
     "resolve_max_clients",
 ]
+
+# glibc's mallopt parameter, and the threshold it starts from before adapting.
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD = 128 * 1024
 
 # Descriptors kept for everything that is not a WebSocket client: the listening socket,
 # the event loop, the sampler's /proc and /sys reads, logs, and HTTP requests.
@@ -88,3 +95,22 @@ def connection_backstop(open_files: int | None = None) -> int:
 def resolve_max_clients(setting: int | None) -> int:
     """``--max-clients`` if given, else sized from the current open-files limit."""
     return setting if setting is not None else default_max_clients(open_files_limit())
+
+
+def release_large_blocks() -> bool:
+    """Keep glibc's mmap threshold at its initial 128 KiB, so that every block above it
+    (history bodies, query results) is its own mapping, returned to the OS when freed.
+
+    glibc raises the threshold to the size of the largest mapped block freed (up to
+    32 MiB): after one 8 MB history response, the next ones come from the heap, where
+    what slow readers made the server hold stays resident long after they are gone
+    (docs/security.md). False where there is no glibc ``mallopt`` or the operator set
+    ``MALLOC_MMAP_THRESHOLD_`` themselves.
+    """
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD))

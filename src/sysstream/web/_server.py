@@ -14,7 +14,12 @@ from .._settings import Settings
 from ..stream import WebSocketProtocol
 from ._app import create_app
 from ._http import HttpLimits, HttpProtocol
-from ._limits import connection_backstop, default_max_clients, raise_open_files_limit
+from ._limits import (
+    connection_backstop,
+    default_max_clients,
+    raise_open_files_limit,
+    release_large_blocks,
+)
 from ._security import install_log_redaction, is_loopback_host
 
 __all__ = ["ServeError", "Server", "bind_socket", "build_server", "run_server"]
@@ -122,6 +127,7 @@ def run_server(settings: Settings, app: FastAPI | None = None) -> None:
 
 def _serve(settings: Settings, app: FastAPI | None, stop: _StopRequest) -> None:
     open_files = raise_open_files_limit()  # before the app sizes --max-clients from it
+    release_large_blocks()  # what slow readers made us hold goes back once they are gone
     if settings.max_clients is not None and settings.max_clients > default_max_clients(open_files):
         logger.warning(
             "--max-clients %d exceeds what the open-files limit (%d) leaves room for; "
