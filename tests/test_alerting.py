@@ -16,9 +16,9 @@ from sysstream.sansio import (
     Severity,
     parse_rules,
 )
-from sysstream.sansio._alerting import BUCKETS, WARM
+from sysstream.sansio._alerting import BUCKETS, WARM, _calm_check, _hold_checks, _level
 from sysstream.sansio._alerting import window as make_window
-from sysstream.sansio._rules import Aggregate
+from sysstream.sansio._rules import Aggregate, Comparison, Rule, Threshold
 
 T0 = 1_700_000_000.0
 
@@ -299,3 +299,45 @@ def test_windows_match_the_naive_aggregate_over_every_point(
             assert g == pytest.approx(e, rel=1e-9, abs=1e-6)
         else:
             assert g == e  # exact: max and min are chosen, not computed
+
+
+levels = st.one_of(st.none(), st.floats(-100, 100, allow_nan=False))
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from(list(Comparison)),
+    levels,
+    levels,
+    st.one_of(st.none(), st.floats(-100, 100, allow_nan=False)),
+    st.lists(st.floats(-150, 150), min_size=1, max_size=20),
+)
+def test_the_one_comparison_shortcuts_agree_with_the_state_machine(
+    op: Comparison,
+    warning: float | None,
+    critical: float | None,
+    clear: float | None,
+    values: list[float],
+) -> None:
+    # The calm check (ok, nothing to decide) and the hold checks (firing, severity kept)
+    # skip `_level` on the hot path: they must say exactly what it says.
+    if warning is None and critical is None:
+        return
+    rule = Rule(
+        "r",
+        "cpu",
+        op=op,
+        warning=None if warning is None else Threshold(warning),
+        critical=None if critical is None else Threshold(critical),
+        clear=clear,
+    )
+    calm, holds = _calm_check(rule), _hold_checks(rule)
+    expected = {Severity.WARNING} if critical is None else {Severity.CRITICAL}
+    if warning is not None and critical is not None:
+        expected.add(Severity.WARNING)
+    assert set(holds) == expected
+    for value in [*values, *(t for t in (warning, critical, clear) if t is not None)]:
+        assert calm(value) == (_level(rule, value, warning, critical, None) is None)
+        for severity, hold in holds.items():
+            level = _level(rule, value, warning, critical, severity)
+            assert hold(value) == (level is severity), (severity, value)

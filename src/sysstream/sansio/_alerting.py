@@ -255,6 +255,7 @@ class _Series:
     __slots__ = (
         "calm",
         "clearing_since",
+        "holds",
         "labels",
         "notified_at",
         "pending_since",
@@ -273,6 +274,7 @@ class _Series:
         self.labels = labels
         self.window = _window_for(rule)
         self.calm = _calm_check(rule)
+        self.holds = _hold_checks(rule)
         self.state = AlertState.OK
         self.severity: Severity | None = None
         self.pending_since = 0.0
@@ -344,6 +346,41 @@ def _calm_check(rule: Rule) -> Callable[[float], bool]:
         Comparison.BELOW: lowest.__le__,
         Comparison.AT_MOST: lowest.__lt__,
     }[op]
+
+
+# `threshold.__lt__(value)` is `value > threshold`: each comparison as one C-level call.
+_REVERSED: dict[Comparison, str] = {
+    Comparison.ABOVE: "__lt__",
+    Comparison.AT_LEAST: "__le__",
+    Comparison.BELOW: "__gt__",
+    Comparison.AT_MOST: "__ge__",
+}
+
+
+def _hold_checks(rule: Rule) -> dict[Severity, Callable[[float], bool]]:
+    """For fixed thresholds, per severity, a test that is True when a value keeps a firing
+    series at that severity (what :func:`_level` would say): a firing series comes to the
+    state machine every tick, and this decides the common case in one comparison."""
+    thresholds = [t for t in (rule.warning, rule.critical) if t is not None]
+    if not thresholds or any(t.sibling is not None for t in thresholds):
+        return {}
+    warning = rule.warning.value if rule.warning is not None else None
+    critical = rule.critical.value if rule.critical is not None else None
+    if critical is None:
+        assert warning is not None
+        margin = warning - rule.clear if rule.clear is not None else 0.0
+        return {Severity.WARNING: getattr(float(warning - margin), _REVERSED[rule.op])}
+    lowest = warning if warning is not None else critical
+    margin = lowest - rule.clear if rule.clear is not None else 0.0
+    # Critical is kept while `op(value, critical - margin) or op(value, critical)`: one
+    # comparison with the looser of the two.
+    looser = (min if rule.op.upward else max)(critical - margin, critical)
+    holds = {Severity.CRITICAL: getattr(float(looser), _REVERSED[rule.op])}
+    if warning is not None:  # kept above the lowered warning, short of critical
+        kept = getattr(float(warning - margin), _REVERSED[rule.op])
+        reached = getattr(float(critical), _REVERSED[rule.op])
+        holds[Severity.WARNING] = lambda value: kept(value) and not reached(value)
+    return holds
 
 
 _HOLDS: dict[Comparison, Callable[[float, float], bool]] = {
@@ -496,6 +533,7 @@ class AlertEngine:
                             continue
                         series.rule = rule
                         series.calm = _calm_check(rule)
+                        series.holds = _hold_checks(rule)
                         if same_data != (rule.metric, rule.aggregate, rule.window):
                             series.window = _window_for(rule)
                         kept[values] = series
@@ -715,6 +753,15 @@ class AlertEngine:
         """The state machine, for an aggregate that needs a verdict."""
         state = series.state
         rule = series.rule
+        if state is AlertState.FIRING:
+            hold = series.holds.get(series.severity)  # type: ignore[arg-type]  # firing
+            if hold is not None and hold(aggregate):  # still firing at the same severity
+                series.value = aggregate
+                series.clearing_since = None
+                if rule.repeat > 0 and at - series.notified_at >= rule.repeat:
+                    series.notified_at = at
+                    events.append(series.event(EventKind.REPEAT, at))
+                return
         warning = _threshold(rule.warning, siblings)
         critical = _threshold(rule.critical, siblings)
         if state is _OK:
