@@ -32,11 +32,13 @@ from ..sansio import (
     HOSTS_KEY,
     MISSED_INTERVALS,
     TICKS_PATTERN,
+    WIRE_REASONS,
     Backoff,
     HostRecord,
     HostStatus,
     Tick,
     WireError,
+    WireReason,
     backlog_key,
     check_host_id,
     check_timestamp,
@@ -47,13 +49,16 @@ from ..sansio import (
 from ..stream import History, MetricsHub, Recorder
 from ._source import RemoteSource, is_placeholder
 
-__all__ = ["Fleet", "HostHistory", "RedisState", "RemoteHost"]
+__all__ = ["DROP_REASONS", "Fleet", "HostHistory", "RedisState", "RemoteHost"]
 
 logger = logging.getLogger("sysstream")
 
 # Malformed messages are logged at most this often, all hosts and channels together:
 # neither one bad agent nor many forged channels may flood the log. Each is counted.
 COMPLAINT_EVERY = 60.0
+# Why a hub drops a message: the wire check it failed, or its host being one past
+# --max-hosts. Counted per reason (Prometheus: sysstream_fleet_dropped_messages_total).
+DROP_REASONS: tuple[str, ...] = (*WIRE_REASONS, "max_hosts")
 # History kept in memory per host, whatever its agent sends: the full catalogue every
 # second for an hour is ~11 MB (1-3 KB a tick).
 MAX_HOST_HISTORY_BYTES = 16 * 1024 * 1024
@@ -157,8 +162,9 @@ class Fleet:
         self.max_hosts = max_hosts
         self.hosts: dict[str, RemoteHost] = {}
         self.state = RedisState.CONNECTING
-        self.skipped = 0  # malformed messages dropped
-        self.refused = 0  # valid ticks dropped: their host would be one past max_hosts
+        # Messages dropped since start, by reason (DROP_REASONS).
+        self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
+        self.unlogged = 0  # complaints not logged since start: over the log throttle
         self._recorders_for = recorders_for
         self._backoff = Backoff(initial=0.2, maximum=max_backoff)
         self._complained_at = -math.inf
@@ -265,13 +271,13 @@ class Fleet:
             try:
                 host = check_host_id(raw.decode(errors="replace"))
             except ValueError as exc:
-                self._complain("?", f"{HOSTS_KEY} lists a bad host: {exc}")
+                self._complain("?", f"{HOSTS_KEY} lists a bad host: {exc}", "host")
                 continue
             last_seen: float | None = score
             try:
                 check_timestamp(score, now, f"{HOSTS_KEY} score")
             except WireError as exc:
-                self._complain(host, str(exc))
+                self._complain(host, str(exc), exc.reason)
                 last_seen = None  # its ticks, if real, will tell
             hosts.append((host, last_seen))
         hosts = self._within_limit(hosts)
@@ -285,7 +291,7 @@ class Fleet:
                 try:
                     ticks.append(decode_tick(fields.get(b"tick", b""), host=host, now=now))
                 except WireError as exc:
-                    self._complain(host, f"bad backlog entry: {exc}")
+                    self._complain(host, f"bad backlog entry: {exc}", exc.reason)
             interval = ticks[-1].interval if ticks else None
             remote = await self._host(host, interval)
             if remote is None:
@@ -307,7 +313,7 @@ class Fleet:
         )
         room = max(0, self.max_hosts - len(self.hosts))
         if len(others) > room:
-            self.refused += len(others) - room
+            self.dropped["max_hosts"] += len(others) - room
             self._log_throttled(
                 f"fleet: {HOSTS_KEY} lists {len(hosts)} hosts; this hub serves at most "
                 f"{self.max_hosts} (--max-hosts) and ignores {len(others) - room}"
@@ -329,7 +335,7 @@ class Fleet:
             now = time.time()
             tick = decode_tick(data, host=host, now=now)
         except WireError as exc:
-            self._complain(host, str(exc))
+            self._complain(host, str(exc), exc.reason)
             return
         remote = await self._host(host, tick.interval)
         if remote is not None:
@@ -341,7 +347,7 @@ class Fleet:
         remote = self.hosts.get(host)
         if remote is None:
             if len(self.hosts) >= self.max_hosts:
-                self.refused += 1
+                self.dropped["max_hosts"] += 1
                 self._log_throttled(
                     f"fleet: ignored host {host}: this hub serves at most {self.max_hosts} "
                     "hosts (--max-hosts)"
@@ -354,8 +360,18 @@ class Fleet:
             logger.info("fleet: serving host %s", host)
         return remote
 
-    def _complain(self, host: str, problem: str) -> None:
-        self.skipped += 1
+    @property
+    def skipped(self) -> int:
+        """Malformed messages dropped since start, whatever the reason."""
+        return sum(self.dropped[reason] for reason in WIRE_REASONS)
+
+    @property
+    def refused(self) -> int:
+        """Valid ticks (or listed hosts) dropped: their host would be one past max_hosts."""
+        return self.dropped["max_hosts"]
+
+    def _complain(self, host: str, problem: str, reason: WireReason) -> None:
+        self.dropped[reason] += 1
         self._log_throttled(f"fleet: skipped a malformed message from host {host}: {problem}")
 
     def _log_throttled(self, line: str) -> None:
@@ -364,6 +380,7 @@ class Fleet:
         now = time.monotonic()
         if now - self._complained_at < COMPLAINT_EVERY:
             self._unreported += 1
+            self.unlogged += 1
             return
         if self._unreported:
             line += f" ({self._unreported} more not logged in the last {COMPLAINT_EVERY:g} s)"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import orjson
@@ -37,9 +37,11 @@ __all__ = [
     "MAX_TICK_BYTES",
     "MIN_INTERVAL",
     "TICKS_PATTERN",
+    "WIRE_REASONS",
     "WIRE_VERSION",
     "Tick",
     "WireError",
+    "WireReason",
     "backlog_key",
     "check_host_id",
     "check_redis_url",
@@ -73,8 +75,20 @@ _HOST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _HOST_ID_RULE = "1-64 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
+# Which check a message failed: a bounded set, so that hubs can count drops by reason.
+WireReason = Literal[
+    "size", "json", "version", "host", "interval", "tick", "timestamp", "values", "errors"
+]
+WIRE_REASONS: tuple[WireReason, ...] = get_args(WireReason)
+
+
 class WireError(ValueError):
-    """A message on a fleet channel is not a valid tick; ``str()`` says why, in one line."""
+    """A message on a fleet channel is not a valid tick; ``str()`` says why, in one line,
+    and ``reason`` which check failed (one of :data:`WIRE_REASONS`)."""
+
+    def __init__(self, message: str, reason: WireReason) -> None:
+        super().__init__(message)
+        self.reason: WireReason = reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,12 +166,12 @@ def host_of_channel(channel: str | bytes) -> str:
     """The host id in a ``sysstream:{host}:ticks`` channel name."""
     name = channel.decode(errors="replace") if isinstance(channel, bytes) else channel
     if not (name.startswith(PREFIX) and name.endswith(":ticks")):
-        raise WireError(f"expected a channel sysstream:{{host}}:ticks, got {name!r}")
+        raise WireError(f"expected a channel sysstream:{{host}}:ticks, got {name!r}", "host")
     host = name[len(PREFIX) : -len(":ticks")]
     try:
         return check_host_id(host)
     except ValueError as exc:
-        raise WireError(f"bad channel {name!r}: {exc}") from None
+        raise WireError(f"bad channel {name!r}: {exc}", "host") from None
 
 
 def encode_tick(host: str, interval: float, sample: Sample) -> bytes:
@@ -183,33 +197,36 @@ def decode_tick(data: bytes | str, *, host: str | None = None, now: float | None
     scalars at the leaves, finite numbers, bounded strings).
     """
     if len(data) > MAX_TICK_BYTES:
-        raise WireError(f"expected a tick of at most {MAX_TICK_BYTES} bytes, got {len(data)}")
+        raise WireError(
+            f"expected a tick of at most {MAX_TICK_BYTES} bytes, got {len(data)}", "size"
+        )
     try:
         message = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
-        raise WireError(f"expected a JSON object, got invalid JSON ({exc})") from None
+        raise WireError(f"expected a JSON object, got invalid JSON ({exc})", "json") from None
     if not isinstance(message, dict):
-        raise WireError(f"expected a JSON object, got {type(message).__name__}")
+        raise WireError(f"expected a JSON object, got {type(message).__name__}", "json")
     version = message.get("v")
     if version != WIRE_VERSION:
-        raise WireError(f"expected wire version {WIRE_VERSION}, got {_short(version)}")
+        raise WireError(f"expected wire version {WIRE_VERSION}, got {_short(version)}", "version")
     sender = message.get("host")
     if not isinstance(sender, str):
-        raise WireError(f"expected 'host' to be a string, got {_short(sender)}")
+        raise WireError(f"expected 'host' to be a string, got {_short(sender)}", "host")
     try:
         check_host_id(sender)
     except ValueError as exc:
-        raise WireError(f"bad 'host': {exc}") from None
+        raise WireError(f"bad 'host': {exc}", "host") from None
     if host is not None and sender != host:
-        raise WireError(f"expected host {host!r} on its own channel, got {sender!r}")
+        raise WireError(f"expected host {host!r} on its own channel, got {sender!r}", "host")
     interval = _number(message, "interval")
     if not MIN_INTERVAL <= interval <= MAX_INTERVAL:
         raise WireError(
-            f"expected an 'interval' from {MIN_INTERVAL:g} to {MAX_INTERVAL:g} s, got {interval!r}"
+            f"expected an 'interval' from {MIN_INTERVAL:g} to {MAX_INTERVAL:g} s, got {interval!r}",
+            "interval",
         )
     tick = message.get("tick")
     if not isinstance(tick, int) or isinstance(tick, bool) or not 0 <= tick <= MAX_TICK_NUMBER:
-        raise WireError(f"expected 'tick' to be a non-negative integer, got {_short(tick)}")
+        raise WireError(f"expected 'tick' to be a non-negative integer, got {_short(tick)}", "tick")
     timestamp = _number(message, "timestamp")
     if now is not None:
         check_timestamp(timestamp, now, "'timestamp'")
@@ -219,7 +236,8 @@ def decode_tick(data: bytes | str, *, host: str | None = None, now: float | None
         if not isinstance(reason, str) or len(reason) > MAX_TEXT:
             raise WireError(
                 f"expected 'errors.{name[:40]}' to be a string of at most {MAX_TEXT} "
-                f"characters, got {_short(reason)}"
+                f"characters, got {_short(reason)}",
+                "errors",
             )
     for name, value in values.items():
         if name in GROUPS:
@@ -239,12 +257,14 @@ def check_timestamp(timestamp: float, now: float, what: str = "timestamp") -> fl
     if not math.isfinite(timestamp) or timestamp > now + MAX_CLOCK_AHEAD:
         raise WireError(
             f"expected {what} at most {MAX_CLOCK_AHEAD:g} s ahead of this hub's clock, "
-            f"got {timestamp!r} ({timestamp - now:+.0f} s)"
+            f"got {timestamp!r} ({timestamp - now:+.0f} s)",
+            "timestamp",
         )
     if timestamp < now - MAX_AGE:
         raise WireError(
             f"expected {what} at most {MAX_AGE:g} s old, got {timestamp!r} "
-            f"({now - timestamp:.0f} s old)"
+            f"({now - timestamp:.0f} s old)",
+            "timestamp",
         )
     return timestamp
 
@@ -265,20 +285,26 @@ def _check_value(value: Any, depth: int, where: str) -> None:
         return
     if isinstance(value, int | float):
         if not math.isfinite(value) or abs(value) > 2**64:
-            raise WireError(f"expected a finite number at {where}, got {_short(value)}")
+            raise WireError(f"expected a finite number at {where}, got {_short(value)}", "values")
         return
     if isinstance(value, str):
         if len(value) > MAX_TEXT:
-            raise WireError(f"expected at most {MAX_TEXT} characters at {where}, got {len(value)}")
+            raise WireError(
+                f"expected at most {MAX_TEXT} characters at {where}, got {len(value)}", "values"
+            )
         return
     if not isinstance(value, dict | list):
-        raise WireError(f"expected a JSON value at {where}, got {type(value).__name__}")
+        raise WireError(f"expected a JSON value at {where}, got {type(value).__name__}", "values")
     if depth <= 0:
-        raise WireError(f"expected a number, string or null at {where}, got {_short(value)}")
+        raise WireError(
+            f"expected a number, string or null at {where}, got {_short(value)}", "values"
+        )
     if isinstance(value, dict):
         for key, item in value.items():
             if len(key) > MAX_TEXT:
-                raise WireError(f"expected keys of at most {MAX_TEXT} characters at {where}")
+                raise WireError(
+                    f"expected keys of at most {MAX_TEXT} characters at {where}", "values"
+                )
             _check_value(item, depth - 1, f"{where}.{key[:40]!s}")
     else:
         for index, item in enumerate(value):
@@ -291,15 +317,15 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _number(message: dict[str, Any], key: str) -> float:
+def _number(message: dict[str, Any], key: Literal["interval", "timestamp"]) -> float:
     value = message.get(key)
     if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
-        raise WireError(f"expected {key!r} to be a finite number, got {_short(value)}")
+        raise WireError(f"expected {key!r} to be a finite number, got {_short(value)}", key)
     return float(value)
 
 
-def _mapping(message: dict[str, Any], key: str) -> dict[str, Any]:
+def _mapping(message: dict[str, Any], key: Literal["values", "errors"]) -> dict[str, Any]:
     value = message.get(key)
     if not isinstance(value, dict):
-        raise WireError(f"expected {key!r} to be an object, got {_short(value)}")
+        raise WireError(f"expected {key!r} to be an object, got {_short(value)}", key)
     return value

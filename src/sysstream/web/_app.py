@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 from fastapi import FastAPI
+from prometheus_client.registry import Collector
 
 from .._settings import Settings
 from .._version import __version__
@@ -19,6 +20,7 @@ from ..stream import Recorder
 from ._alert_metrics import AlertCollector
 from ._alert_routes import alert_router, stream_alerts_to
 from ._dashboard import dashboard
+from ._fleet_metrics import FleetCollector
 from ._fleet_routes import fleet_router
 from ._operations import operations
 from ._router import router
@@ -71,12 +73,14 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
             evaluator.host_statuses = lambda: _host_statuses(hosts.fleet)
     elif evaluator is not None:
         metrics.hub.recorders.append(evaluator.recorder(RESERVED_HOST_ID))
-    extra_metrics = []
+    extra_metrics: list[Collector] = []
     if evaluator is not None:
         stream_alerts_to(evaluator, metrics.hub, None)
         app.include_router(alert_router(evaluator, access=metrics.access), prefix=ALERTS_PREFIX)
         extra_metrics.append(AlertCollector(evaluator))
     fleet = getattr(app.state, "fleet", None)
+    if fleet is not None:
+        extra_metrics.append(FleetCollector(fleet))
     app.include_router(
         operations(metrics, collectors=extra_metrics, fleet=fleet)
     )  # /healthz, /metrics
