@@ -17,8 +17,9 @@ import orjson
 import pytest
 
 from sysstream._sample import Sample
+from sysstream._settings import Settings
 from sysstream.sampling import build_collectors
-from sysstream.web._budget import HISTORY_BUDGET, ResponseBudget
+from sysstream.web._budget import ResponseBudget
 
 from .conftest import RunningServer, receive_json, ws_client
 from .test_http import FULL_CATALOGUE, fill_store, serve, stop_within, tcp_send_buffer_max
@@ -118,7 +119,7 @@ ATTACK_SECONDS = 25.0
 # What the stalled clients may add to the server's RSS at their peak: the budget itself,
 # plus the queries that may run at once and the unsent chunks of the connections
 # (docs/security.md). Without the budget: +440 MiB on the machine this was written on.
-PEAK_ALLOWANCE = HISTORY_BUDGET + 64 * MIB
+PEAK_ALLOWANCE = Settings().history_budget_mib * MIB + 64 * MIB
 # What may stay once they are gone: the allocator keeps some of the freed memory for reuse
 # (+84 MiB without `release_large_blocks`, +30 with it, on the machine this was written on).
 AFTER_MARGIN = 48 * MIB
@@ -218,8 +219,11 @@ async def test_stream_history_is_charged_to_the_budget_until_the_client_takes_it
     server_factory: Callable[..., RunningServer],
 ) -> None:
     # A small kernel send buffer: what a client does not read stays in the server's own.
-    running = server_factory(interval=1.0, stall_timeout=3.0, send_buffer=4096)
+    running = server_factory(
+        interval=1.0, stall_timeout=3.0, send_buffer=4096, history_budget_mib=16
+    )
     budget = running.app.state.history_budget
+    assert budget.maximum == 16 * MIB
     await running.wait_until(lambda: len(running.hub.history) > 0)
     seed_ring(running, 3600)
     fields = FULL_CATALOGUE.split(",")

@@ -33,6 +33,10 @@ def test_settings_are_immutable() -> None:
         ({"port": "70000"}, "invalid --port / SYSSTREAM_PORT: Input should be less than"),
         ({"disk_path": "/nope"}, "expected an existing directory, got '/nope'"),
         ({"token": "short"}, "invalid --token / SYSSTREAM_TOKEN: expected at least 16"),
+        (
+            {"history_budget_mib": "8"},
+            "invalid --history-budget-mib / SYSSTREAM_HISTORY_BUDGET_MIB: Input should be greater",
+        ),
     ],
 )
 def test_errors_are_one_line_naming_flag_and_variable(

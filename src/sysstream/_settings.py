@@ -146,6 +146,13 @@ class Settings(BaseSettings):
         le=100_000,
         description="Most distinct subscriptions (fields and interval) at once; more are refused.",
     )
+    # At least the largest history response (16 MiB), or that one could never be sent.
+    history_budget_mib: int = Field(
+        64,
+        ge=16,
+        le=1024 * 1024,
+        description="MiB of history responses held for clients yet to read them; past it, 503.",
+    )
     proxy_headers: bool = Field(
         True, description="Trust X-Forwarded-For/-Proto from --forwarded-allow-ips."
     )

@@ -22,11 +22,8 @@ from starlette.types import Receive, Scope, Send
 
 from ..sansio import encode_error
 
-__all__ = ["CHUNK", "HISTORY_BUDGET", "BudgetedResponse", "ResponseBudget", "budgeted"]
+__all__ = ["CHUNK", "BudgetedResponse", "ResponseBudget", "budgeted"]
 
-# Bytes of history bodies held for clients at once: four of the largest responses
-# (MAX_BODY_BYTES, 16 MiB); about six full-catalogue hours at one point a second.
-HISTORY_BUDGET = 64 * 1024 * 1024
 # One write: asyncio's default high-water mark, so a paused connection holds about this
 # much of the body beyond what the kernel took.
 CHUNK = 64 * 1024

@@ -39,7 +39,7 @@ from ..sansio import (
 )
 from ..store import HistoryStore, StoreState
 from ..stream import TRANSPORT_EXTENSION, AsgiSink, History, MetricsHub, Sink, ViewLimitError
-from ._budget import HISTORY_BUDGET, ResponseBudget, budgeted, hold_until_drained
+from ._budget import ResponseBudget, budgeted, hold_until_drained
 from ._history_route import QueryGate, parse_history_fields
 from ._history_route import history_response as stored_history_response
 from ._limits import ConnectionLimit, resolve_max_clients
@@ -116,8 +116,10 @@ def router(
     metrics.settings = settings
     metrics.access = access
     metrics.connections = connections
-    # One budget for every history body of the process, HTTP and stream, all hosts.
-    responses = metrics.history_budget = ResponseBudget(HISTORY_BUDGET)
+    # One budget for every history body of the process, HTTP and stream, all hosts; the
+    # default 64 MiB is four of the largest responses, six full-catalogue hours at 1 s.
+    responses = ResponseBudget(settings.history_budget_mib * 1024 * 1024)
+    metrics.history_budget = responses
 
     @metrics.websocket("/metrics")
     async def stream(websocket: WebSocket) -> None:
