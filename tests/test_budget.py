@@ -268,3 +268,49 @@ async def test_stream_history_is_charged_to_the_budget_until_the_client_takes_it
         first = await receive_json(stream)
         assert first["type"] == "history" and len(first["timestamps"]) > 60, first.keys()
     await running.wait_until(lambda: budget.held == 0)
+
+
+@pytest.mark.timeout(120)
+async def test_http_history_past_the_budget_gets_503_until_slow_readers_are_dropped(
+    server_factory: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    fill_store(tmp_path, 3600)
+    running = server_factory(
+        interval=1.0, stall_timeout=3.0, send_buffer=4096, history_budget_mib=16,
+        no_store=False, data_dir=str(tmp_path),
+    )  # fmt: skip
+    budget = running.app.state.history_budget
+    path = f"/api/system/metrics/history?seconds=3600&fields={FULL_CATALOGUE}"
+    async with httpx.AsyncClient(base_url=running.http_url, timeout=30) as client:
+        size = len((await client.get(path)).content)
+    fits = budget.maximum // size
+    assert fits == 2, size
+    loop = asyncio.get_running_loop()
+    request = f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    held, refusals = [], []
+    try:
+        for _ in range(fits + 2):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1024)
+            await loop.sock_connect(sock, ("127.0.0.1", running.port))
+            await loop.sock_sendall(sock, request)
+            head = await read_until(sock, b"\r\n\r\n")
+            (held if head.startswith(b"HTTP/1.1 200") else refusals).append((sock, head))
+        assert len(held) == fits and len(refusals) == 2, [h[:20] for _, h in held + refusals]
+        assert fits * size * 0.9 < running.call(lambda: budget.held) <= budget.maximum
+        sock, head = refusals[0]
+        answer = head + await read_until(sock, b"}")
+        assert answer.startswith(b"HTTP/1.1 503") and b"retry-after: 1\r\n" in answer.lower()
+        body = orjson.loads(answer.partition(b"\r\n\r\n")[2])
+        assert body["error"].startswith("responses waiting for slow clients hold "), body
+        assert body["error"].endswith(f" of {16 * MIB} bytes; try again shortly"), body
+        # The slow readers are aborted after the stall timeout; their bodies are released.
+        await running.wait_until(lambda: budget.held == 0, timeout=30)
+    finally:
+        for sock, _ in held + refusals:
+            sock.close()
+    async with httpx.AsyncClient(base_url=running.http_url, timeout=30) as client:
+        again = await client.get(path)
+    assert again.status_code == 200 and len(again.content) > size / 2
+    assert running.call(lambda: (budget.held, budget.refused)) == (0, 2)
