@@ -64,9 +64,10 @@ def measure_run(
     window: float,
     sources: Iterator[str],
     logs: Path,
+    extra: list[str] | None = None,
 ) -> Row:
     spec = SERVERS[server_name]
-    with RunningServer(spec, logs / f"{server_name}.log") as server:
+    with RunningServer(spec, logs / f"{server_name}.log", extra or []) as server:
         server.wait_ready()
         time.sleep(1.0)
         rss_before = rss_bytes(server.pid)
@@ -114,9 +115,9 @@ def measure_run(
     )
 
 
-def measure_idle(seconds: float, logs: Path) -> dict[str, float]:
+def measure_idle(seconds: float, logs: Path, extra: list[str] | None = None) -> dict[str, float]:
     """sysstream with no clients: CPU as a percentage of one core, and RSS."""
-    with RunningServer(SERVERS["sysstream"], logs / "sysstream.log") as server:
+    with RunningServer(SERVERS["sysstream"], logs / "sysstream.log", extra or []) as server:
         server.wait_ready()
         time.sleep(2.0)
         before = snapshot(server.pid)

@@ -28,7 +28,8 @@ from typing import Any
 from chart import render_chart
 from fleet import source_addresses
 from measure import measure_idle, measure_run
-from report import chart_series, render_markdown
+from report import chart_series, median_rows, render_markdown
+from servers import SERVERS as SPECS
 
 __all__ = ["main"]
 
@@ -48,7 +49,11 @@ class Case:
 
 
 def matrix(args: argparse.Namespace) -> list[Case]:
-    """Runs in order: each N for every server in turn, then the connect test, then no deflate."""
+    """One round: each N for every server in turn, then the connect test, then no deflate.
+
+    The servers run back to back within a round, so a round's ratios compare runs made
+    minutes apart under the same conditions; ``--runs`` repeats whole rounds.
+    """
     servers = [name for name in SERVERS if name in args.servers]
     cases = [Case(server, n) for n in args.clients for server in servers]
     cases += [Case(server, args.connect_test) for server in servers if server != "naive"]
@@ -94,6 +99,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, help="seconds before measuring")
     parser.add_argument("--window", type=int, help="measured seconds (whole ticks)")
     parser.add_argument("--idle", type=float, help="seconds of the idle measurement (0: skip)")
+    parser.add_argument("--runs", type=int, default=1, help="rounds of the whole matrix")
+    parser.add_argument(
+        "--sysstream-args", default="", help="extra `sysstream serve` flags, one string"
+    )
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -108,6 +117,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
+    if args.runs < 1:
+        parser.error(f"--runs: expected at least 1, got {args.runs}")
     args.write_docs = not (quick or args.no_docs)
     return args
 
@@ -119,37 +130,43 @@ def main(argv: list[str] | None = None) -> None:
     logs = RESULTS / f"logs-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
     sources = source_addresses()
+    extra = shlex.split(args.sysstream_args)
+    sysstream_command = ["sysstream", *SPECS["sysstream"].command(0)[1:], *extra]
+    sysstream_command[sysstream_command.index("--port") + 1] = "<free port>"
     results: dict[str, Any] = {
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "machine": machine(),
         "command": shlex.join([".venv/bin/python", "benchmarks/run.py", *sys.argv[1:]]),
         "warmup": args.warmup,
         "window": args.window,
+        "sysstream_command": shlex.join(sysstream_command),
         "rows": [],
         "idle": None,
     }
     if args.idle > 0 and "sysstream" in args.servers:
         print(f"idle sysstream, {args.idle:g} s …", flush=True)
-        results["idle"] = measure_idle(args.idle, logs)
+        results["idle"] = measure_idle(args.idle, logs, extra)
         print(f"  {results['idle']}", flush=True)
-    for case in matrix(args):
-        offer = "deflate offered" if case.deflate else "no deflate"
-        print(f"{case.server}, {case.clients:,} clients, {offer} …", flush=True)
-        row = measure_run(
-            case.server,
-            case.clients,
-            deflate=case.deflate,
-            warmup=args.warmup,
-            window=args.window,
-            sources=sources,
-            logs=logs,
-        )
-        results["rows"].append(row.as_dict())
-        print(f"  {json.dumps(row.as_dict())}", flush=True)
+    for run in range(args.runs):
+        for case in matrix(args):
+            offer = "deflate offered" if case.deflate else "no deflate"
+            print(f"[{run + 1}/{args.runs}] {case.server}, {case.clients:,}, {offer} …", flush=True)
+            row = measure_run(
+                case.server,
+                case.clients,
+                deflate=case.deflate,
+                warmup=args.warmup,
+                window=args.window,
+                sources=sources,
+                logs=logs,
+                extra=extra if case.server == "sysstream" else [],
+            )
+            results["rows"].append({"run": run, **row.as_dict()})
+            print(f"  {json.dumps(row.as_dict())}", flush=True)
     (RESULTS / f"{stamp}.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     markdown = render_markdown(results)
     (RESULTS / "latest.md").write_text(markdown, encoding="utf-8")
-    cpu, rss = chart_series(results["rows"])
+    cpu, rss = chart_series(median_rows(results["rows"]))
     svg = render_chart(cpu, rss, [name for name in SERVERS if name in cpu])
     (RESULTS / "latest.svg").write_text(svg, encoding="utf-8")
     if args.write_docs:

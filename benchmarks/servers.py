@@ -68,12 +68,15 @@ def free_port() -> int:
 class RunningServer:
     """A server process; use as a context manager so it is always stopped."""
 
-    def __init__(self, spec: ServerSpec, log: Path) -> None:
+    def __init__(self, spec: ServerSpec, log: Path, extra: list[str] | None = None) -> None:
         self.spec = spec
         self.port = free_port()
         self._log = log.open("ab")
         self.process = subprocess.Popen(
-            spec.command(self.port), stdout=self._log, stderr=subprocess.STDOUT, cwd=HERE
+            [*spec.command(self.port), *(extra or [])],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=HERE,
         )
         self.pid = self.process.pid
 
