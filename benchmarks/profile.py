@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import shlex
 import shutil
 import subprocess
 import sys
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--top", type=int, default=20)
+    parser.add_argument("--server", choices=("sysstream", "floor"), default="sysstream")
+    parser.add_argument("--native", action="store_true", help="include C frames (py-spy --native)")
+    parser.add_argument("--sysstream-args", default="", help="extra `sysstream serve` flags")
     args = parser.parse_args(argv)
     py_spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     raise_open_files()
@@ -102,7 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         lambda port: [PYTHON, str(HERE / "gcwatch.py"), *plain.command(port)[1:]],
         has_healthz=True,
     )
-    with RunningServer(watched, logs / "sysstream.log") as server:
+    extra = shlex.split(args.sysstream_args)
+    spec = watched if args.server == "sysstream" else SERVERS["floor"]
+    with RunningServer(spec, logs / "sysstream.log", extra) as server:
         server.wait_ready()
         with Fleet(
             server.port,
@@ -118,7 +124,8 @@ def main(argv: list[str] | None = None) -> None:
             record = ["record", "--pid", str(server.pid), "--duration", str(args.seconds)]
             record += ["--rate", str(args.rate), "--format", "raw", "--output", str(raw)]
             subprocess.run(
-                [py_spy, *record, "--nonblocking"],
+                # --native needs to stop the process at each sample (it perturbs more)
+                [py_spy, *record, *(["--native"] if args.native else ["--nonblocking"])],
                 check=True,
                 stdout=subprocess.DEVNULL,
             )

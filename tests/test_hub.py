@@ -15,9 +15,40 @@ from sysstream.sansio._fanout import Offer, Outbox
 from sysstream.sansio._session import ControlSession, Reply
 from sysstream.stream import ViewLimitError
 from sysstream.stream._hub import HubState
+from sysstream.stream._sinks import SinkListener, TransportSink, Write
+
+
+class PausingTransport:
+    """A fast-path connection whose buffer fills after ``room`` frames: the write that
+    fills it calls ``pause_writing`` at once, as asyncio transports do."""
+
+    def __init__(self, room: int) -> None:
+        self.room = room
+        self.written: list[bytes] = []
+        self.accepts_frames = True
+        self.sink: TransportSink | None = None
+
+    @property
+    def frame_writer(self) -> Write:
+        return self.write
+
+    def write(self, frame: bytes) -> None:
+        self.written.append(frame)
+        if len(self.written) == self.room and self.sink is not None:
+            self.sink.pause()
+
+    def drain(self) -> None:
+        self.room += 1_000
+        assert self.sink is not None
+        self.sink.resume()
+
+    def abort(self) -> None:
+        self.accepts_frames = False
 
 
 class ListSink:
+    """A sink that always goes through ``deliver`` (like the portable path's)."""
+
     def __init__(self, stall_timeout: float = 10.0) -> None:
         self.outbox: Outbox[bytes] = Outbox(stall_timeout)
         self.frames: list[bytes] = []
@@ -33,6 +64,9 @@ class ListSink:
 
     def abort(self) -> None:
         self.aborted = True
+
+    def listen(self, listener: SinkListener | None) -> None:
+        pass  # never ready: the hub keeps it among the sinks it calls deliver on
 
     def messages(self) -> list[dict[str, object]]:
         # Frames here are under 64 KiB: a 2-byte header, or 4 with a 16-bit length.
@@ -92,6 +126,46 @@ def test_stalled_sink_is_dropped_without_holding_the_others() -> None:
     assert stuck.aborted and hub.clients == 1
     assert hub.stats.drops == 1
     assert len(healthy.frames) == 4
+
+
+def transport_sink(room: int = 1_000) -> tuple[TransportSink, PausingTransport]:
+    transport = PausingTransport(room)
+    sink = transport.sink = TransportSink(transport, stall_timeout=10, clock=lambda: 0.0)
+    return sink, transport
+
+
+def test_ready_sinks_get_each_frame_once_even_when_the_write_pauses_them() -> None:
+    hub = MetricsHub(ScriptedSource())
+    filling, roomy = transport_sink(room=2), transport_sink()
+    portable = ListSink()
+    for sink in (filling[0], roomy[0], portable):
+        hub.attach(sink)
+    for tick in range(1, 5):
+        hub.publish(sample(tick), now=tick)
+    # The second frame filled `filling`'s buffer: ticks 3 and 4 wait, the latest wins.
+    assert len(filling[1].written) == 2
+    assert len(roomy[1].written) == len(portable.frames) == 4
+    filling[1].drain()
+    assert filling[1].written[2] == roomy[1].written[3]
+    hub.publish(sample(5), now=5)
+    assert len(filling[1].written) == 4
+    assert hub.stats.messages == 3 * 5
+
+
+def test_a_connection_that_stops_accepting_frames_gets_none() -> None:
+    hub = MetricsHub(ScriptedSource())
+    sink, transport = transport_sink()
+    hub.attach(sink)
+    hub.publish(sample(1), now=1)
+    transport.accepts_frames = False  # a close frame went out
+    sink.refresh()
+    hub.publish(sample(2), now=2)
+    assert len(transport.written) == 1
+    hub.detach(sink)
+    transport.accepts_frames = True
+    sink.refresh()  # a detached sink reports to nobody
+    hub.publish(sample(3), now=3)
+    assert len(transport.written) == 1
 
 
 def test_detach_and_move() -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 
-from sysstream.stream._sinks import AsgiSink, TransportSink
+from sysstream.stream._sinks import AsgiSink, Sink, TransportSink, Write
 
 
 class FakeWriter:
@@ -16,11 +16,67 @@ class FakeWriter:
         self.accepts_frames = True
         self.aborted = False
 
-    def write_frame(self, frame: bytes) -> None:
-        self.written.append(frame)
+    @property
+    def frame_writer(self) -> Write:
+        return self.written.append
 
     def abort(self) -> None:
         self.aborted = True
+
+
+class Readiness:
+    """A SinkListener that records what it was told."""
+
+    def __init__(self) -> None:
+        self.reports: list[str] = []
+        self.write: Write | None = None
+
+    def sink_ready(self, sink: Sink, write: Write) -> None:
+        self.reports.append("ready")
+        self.write = write
+
+    def sink_waiting(self, sink: Sink) -> None:
+        self.reports.append("waiting")
+        self.write = None
+
+
+def test_transport_sink_reports_ready_only_while_free_and_open() -> None:
+    writer = FakeWriter()
+    sink = TransportSink(writer, stall_timeout=5, clock=lambda: 0.0)
+    listener = Readiness()
+    sink.listen(listener)
+    assert listener.reports == ["ready"]
+    assert listener.write is not None
+    listener.write(b"direct")  # what the hub does with a ready sink's write
+    assert writer.written == [b"direct"]
+    sink.pause()
+    sink.resume()
+    writer.accepts_frames = False  # the connection sent its close frame
+    sink.refresh()
+    assert listener.reports == ["ready", "waiting", "ready", "waiting"]
+    sink.listen(None)
+    sink.refresh()
+    assert listener.reports == ["ready", "waiting", "ready", "waiting"]
+
+
+def test_transport_sink_is_not_ready_once_aborted() -> None:
+    writer = FakeWriter()
+    sink = TransportSink(writer, stall_timeout=5, clock=lambda: 0.0)
+    listener = Readiness()
+    sink.listen(listener)
+    sink.abort()
+    assert listener.reports == ["ready", "waiting"]
+    assert writer.aborted
+
+
+def test_transport_sink_that_stalls_is_reported_waiting() -> None:
+    writer = FakeWriter()
+    sink = TransportSink(writer, stall_timeout=5, clock=lambda: 0.0)
+    listener = Readiness()
+    sink.listen(listener)
+    sink.pause()
+    assert not sink.deliver(b"x", "x", now=5)
+    assert listener.reports[-1] == "waiting"
 
 
 def test_transport_sink_writes_while_free_and_keeps_the_latest_while_paused() -> None:

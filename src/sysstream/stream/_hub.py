@@ -24,7 +24,7 @@ from .._settings import DEFAULT_MAX_VIEWS
 from ..sampling import Source, describe_exception
 from ..sansio import DEFAULT_VIEW, ControlError, View, encode_sample, text_frame
 from ._history import History
-from ._sinks import Sink
+from ._sinks import Sink, Write
 
 __all__ = ["FanoutStats", "HubState", "MetricsHub", "Recorder", "ViewLimitError"]
 
@@ -61,10 +61,37 @@ class FanoutStats:
     source_errors: int = 0
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)
 class _Audience:
+    """The clients of one view, split by how a frame reaches them (see ._sinks): the
+    ready ones by their transport's ``write`` alone, the others through ``deliver``."""
+
     view: View
-    sinks: dict[Sink, None] = field(default_factory=dict)  # ordered set, O(1) removal
+    ready: dict[Sink, Write] = field(default_factory=dict)
+    waiting: dict[Sink, None] = field(default_factory=dict)  # ordered set, O(1) removal
+
+    def __len__(self) -> int:
+        return len(self.ready) + len(self.waiting)
+
+    def sinks(self) -> list[Sink]:
+        return [*self.ready, *self.waiting]
+
+    def add(self, sink: Sink) -> None:
+        self.waiting[sink] = None
+        sink.listen(self)
+
+    def remove(self, sink: Sink) -> None:
+        sink.listen(None)
+        self.ready.pop(sink, None)
+        self.waiting.pop(sink, None)
+
+    def sink_ready(self, sink: Sink, write: Write) -> None:
+        self.waiting.pop(sink, None)
+        self.ready[sink] = write
+
+    def sink_waiting(self, sink: Sink) -> None:
+        self.ready.pop(sink, None)
+        self.waiting[sink] = None
 
 
 class MetricsHub:
@@ -127,8 +154,8 @@ class MetricsHub:
                 raise self.limit_error()
             audience = self._audiences[view] = _Audience(view)
             self._count_groups(view, +1)
-        audience.sinks[sink] = None
         self._views_of[sink] = view
+        audience.add(sink)
         if view.alerts and self.alert_snapshot is not None:
             payload = self.alert_snapshot()
             sink.deliver(text_frame(payload), payload.decode(), time.monotonic())
@@ -138,8 +165,8 @@ class MetricsHub:
         if view is None:
             return
         audience = self._audiences[view]
-        del audience.sinks[sink]
-        if not audience.sinks:
+        audience.remove(sink)
+        if not audience:
             del self._audiences[view]
             self._count_groups(view, -1)
 
@@ -150,7 +177,7 @@ class MetricsHub:
         if view not in self._audiences and len(self._audiences) >= self.max_views:
             # Room only if the sink was the last client of its view, which it leaves.
             leaving = self._audiences.get(current) if current is not None else None
-            if leaving is None or len(leaving.sinks) > 1:
+            if leaving is None or len(leaving) > 1:
                 raise self.limit_error()
         self.detach(sink)
         self.attach(sink, view)
@@ -186,7 +213,7 @@ class MetricsHub:
                 frame, text = text_frame(payload), payload.decode()
             assert text is not None
             now = time.monotonic()  # the loop's clock, which sinks measure stalls with
-            stalled.extend(s for s in audience.sinks if not s.deliver(frame, text, now))
+            stalled.extend(s for s in audience.sinks() if not s.deliver(frame, text, now))
         for sink in stalled:
             self.detach(sink)
 
@@ -258,10 +285,17 @@ class MetricsHub:
             payload = encode_sample(sample, view.fields)
             frame, text = text_frame(payload), payload.decode()
             encodings += 1
-            for sink in audience.sinks:
+            # The floor's loop: one C call per ready client. Both sets are copied first: a
+            # write that fills a buffer pauses its sink, which moves to `waiting` at once
+            # (and must not be offered this frame a second time).
+            writes = list(audience.ready.values())
+            others = list(audience.waiting)
+            for write in writes:
+                write(frame)
+            for sink in others:
                 if not sink.deliver(frame, text, now):
                     stalled.append(sink)
-            delivered += len(audience.sinks)
+            delivered += len(writes) + len(others)
         for sink in stalled:
             self.detach(sink)
         elapsed = time.perf_counter() - started

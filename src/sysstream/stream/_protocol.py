@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Callable
 from typing import Any, Protocol, cast
 
 from uvicorn.protocols.utils import ClientDisconnected
@@ -218,6 +219,7 @@ class Keepalive:
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
+    _close_sent = False
     sink: TransportSink | None = None
     handler: MessageHandler | None = None  # set once the app has detached the connection
     _keepalive: Keepalive | None = None
@@ -425,14 +427,36 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         if self.close_timer is None and self.handler is None:
             self.transport.close()
 
-    # FrameWriter, for TransportSink
+    # FrameWriter, for TransportSink. The hub writes a ready sink's frames with the
+    # transport's own write, unchecked; so every way a connection stops accepting frames
+    # (a close frame sent, the transport closing) must reach the sink's refresh: setting
+    # close_sent (here or in uvicorn) does, and so do the overrides that close without it.
 
     @property
     def accepts_frames(self) -> bool:
-        return not self.close_sent and not self.transport.is_closing()
+        return not self._close_sent and not self.transport.is_closing()
 
-    def write_frame(self, frame: bytes) -> None:
-        self.transport.write(frame)
+    @property
+    def frame_writer(self) -> Callable[[bytes], object]:
+        return self.transport.write
+
+    @property
+    def close_sent(self) -> bool:
+        return self._close_sent
+
+    @close_sent.setter
+    def close_sent(self, sent: bool) -> None:
+        self._close_sent = sent
+        if sent and self.sink is not None:
+            self.sink.refresh()
+
+    def handle_close(self, event: Any) -> None:
+        super().handle_close(event)  # the client's close: answered, transport closed
+        self.stop_frames()
+
+    def stop_frames(self) -> None:
+        if self.sink is not None:
+            self.sink.refresh()
 
     def abort(self) -> None:
         self.close_sent = True
@@ -453,6 +477,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.sink is not None:
             self.sink.outbox.close()
+            self.sink.refresh()
             self.sink = None  # break the cycle protocol -> sink -> protocol
         handler, self.handler = self.handler, None
         super().connection_lost(exc)
@@ -470,6 +495,7 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
     def shutdown(self) -> None:
         if self.handler is None:
             super().shutdown()  # the app's own routes: uvicorn's 1012
+            self.stop_frames()
             return
         # sysstream's streams: 1001 "going away" (docs/protocol.md); no app to tell.
         self.stop_keepalive()

@@ -48,6 +48,7 @@ UVICORN_ATTRIBUTES: dict[str, tuple[str, ...]] = {
 # "response" are set by handle_connect and read or dropped by the class as well.
 UVICORN_METHODS: dict[str, tuple[str, ...]] = {
     "data_received": ("data",),
+    "handle_close": ("event",),
     "handle_connect": ("event",),
     "send_receive_event_to_app": (),
     "start_keepalive": (),

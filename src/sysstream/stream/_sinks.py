@@ -1,9 +1,13 @@
 """Per-client writers: where the hub's encoded messages go.
 
 :class:`TransportSink` is the fast path: the frame built once per tick is written straight
-to the connection's transport (offered by :class:`sysstream.WebSocketProtocol`).
-:class:`AsgiSink` is the portable path for any ASGI server: one sender task per client
-awaiting ``send_text``. Both apply the same :class:`~sysstream.sansio._fanout.Outbox` policy.
+to the connection's transport (offered by :class:`sysstream.WebSocketProtocol`). While
+nothing is held and the connection is open it is *ready*, and it says so to its
+:class:`SinkListener` (the hub's audience of its view), handing over the transport's own
+``write``: the hub then writes each tick's frame to every ready client with one C call, as
+the floor does, and calls :meth:`Sink.deliver` only for the others. :class:`AsgiSink` is
+the portable path for any ASGI server: one sender task per client awaiting ``send_text``;
+it is never ready. Both apply the same :class:`~sysstream.sansio._fanout.Outbox` policy.
 """
 
 from __future__ import annotations
@@ -17,10 +21,23 @@ from starlette.websockets import WebSocket
 
 from ..sansio import Offer, Outbox, OutboxState
 
-__all__ = ["AsgiSink", "Sink", "TransportSink"]
+__all__ = ["AsgiSink", "Sink", "SinkListener", "TransportSink", "Write"]
 
 logger = logging.getLogger("sysstream")
 FREE = OutboxState.FREE
+
+
+Write = Callable[[bytes], object]
+
+
+class SinkListener(Protocol):
+    """Who keeps track of which sinks take frames by a plain write (the hub's audiences)."""
+
+    def sink_ready(self, sink: Sink, write: Write) -> None:
+        """From now on ``write(frame)`` is all a frame for ``sink`` needs."""
+
+    def sink_waiting(self, sink: Sink) -> None:
+        """From now on frames for ``sink`` go through :meth:`Sink.deliver`."""
 
 
 class Sink(Protocol):
@@ -30,59 +47,84 @@ class Sink(Protocol):
     def abort(self) -> None:
         """Drop the client at once, without waiting for its buffer to drain."""
 
+    def listen(self, listener: SinkListener | None) -> None:
+        """Report readiness to ``listener`` now and on every change (``None``: stop)."""
+
 
 class FrameWriter(Protocol):
-    """What a fast-path connection offers: a transport plus whether it may still send."""
+    """What a fast-path connection offers: its transport's ``write`` (no checks) and
+    whether it may still send; it calls :meth:`TransportSink.refresh` when it stops."""
 
     @property
     def accepts_frames(self) -> bool: ...
 
-    def write_frame(self, frame: bytes) -> None: ...
+    @property
+    def frame_writer(self) -> Write: ...
 
     def abort(self) -> None: ...
 
 
 class TransportSink:
     """Writes pre-built frames to one connection; the connection reports back-pressure
-    through :meth:`pause` and :meth:`resume` (asyncio's pause_writing/resume_writing)."""
+    through :meth:`pause` and :meth:`resume` (asyncio's pause_writing/resume_writing)
+    and calls :meth:`refresh` when it stops accepting frames (closing, closed)."""
 
-    __slots__ = ("_clock", "_write", "_writer", "outbox")
+    __slots__ = ("_clock", "_listener", "_write", "_writer", "outbox")
 
     def __init__(self, writer: FrameWriter, stall_timeout: float, clock: Callable[[], float]):
         self._writer = writer
-        self._write = writer.write_frame
+        self._write = writer.frame_writer
         self._clock = clock
+        self._listener: SinkListener | None = None
         self.outbox: Outbox[bytes] = Outbox(stall_timeout)
 
+    @property
+    def ready(self) -> bool:
+        """True while a frame can be written at once: nothing held, connection open."""
+        return self.outbox.state is FREE and self._writer.accepts_frames
+
+    def listen(self, listener: SinkListener | None) -> None:
+        self._listener = listener
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Tell the listener whether the sink is ready (after any change of either half)."""
+        listener = self._listener
+        if listener is None:
+            return
+        if self.ready:
+            listener.sink_ready(self, self._write)
+        else:
+            listener.sink_waiting(self)
+
     def deliver(self, frame: bytes, text: str, now: float) -> bool:
-        # Called for every client on every tick: the common case (writer free) is decided
-        # here without a call into the outbox; the outcome is what `offer` would give.
-        outbox = self.outbox
-        if outbox.state is FREE:
+        # The hub writes a ready sink's frames itself; this is the path of the others
+        # (held, closing) and of one-off messages such as alert events.
+        offer = self.outbox.offer(frame, now)
+        if offer is Offer.SEND:
             if self._writer.accepts_frames:
                 self._write(frame)
             return True
-        offer = outbox.offer(frame, now)
-        if offer is Offer.SEND:
-            if self._writer.accepts_frames:
-                self._writer.write_frame(frame)
-            return True
         if offer is Offer.STALLED:
             self._writer.abort()
+            self.refresh()
             return False
         return True
 
     def pause(self) -> None:
         self.outbox.hold(self._clock())
+        self.refresh()
 
     def resume(self) -> None:
         frame = self.outbox.release()
         if frame is not None and self._writer.accepts_frames:
-            self._writer.write_frame(frame)
+            self._write(frame)  # may pause again at once, which refresh then reports
+        self.refresh()
 
     def abort(self) -> None:
         self.outbox.close()
         self._writer.abort()
+        self.refresh()
 
 
 class AsgiSink:
@@ -100,6 +142,11 @@ class AsgiSink:
         self._cancel = cancel
         self._next: str | None = None
         self._wakeup = asyncio.Event()
+
+    def listen(self, listener: SinkListener | None) -> None:
+        """Never ready for plain writes: every message goes through :meth:`deliver`."""
+        if listener is not None:
+            listener.sink_waiting(self)
 
     def deliver(self, frame: bytes, text: str, now: float) -> bool:
         offer = self.outbox.offer(text, now)
