@@ -398,3 +398,66 @@ async def test_a_ping_flood_is_closed_with_1008(
     async with ws_client(server.ws_url()) as websocket:
         assert "cpu" in await receive_json(websocket)
     assert server.log.errors() == []
+
+
+def carried_app(tick: float) -> FastAPI:
+    metrics = sysstream.router(sysstream.load_settings(interval=tick, stall_timeout=2.0))
+    app = FastAPI()
+    app.include_router(metrics, prefix="/api/system")
+    return app
+
+
+def pings_with_their_reads(sock: socket.socket, rest: bytes, seconds: float) -> list[bool]:
+    """For each ping the server sends within ``seconds`` (answered at once): True when it
+    came in the same read as a text frame written just before it (carried by a tick)."""
+    carried: list[bool] = []
+    buffer, started, chunk_has_text = rest, time.monotonic(), False
+    sock.settimeout(0.2)
+    while time.monotonic() - started < seconds:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            continue
+        if not chunk:
+            raise ConnectionError("closed by the server")
+        buffer += chunk
+        chunk_has_text = False
+        while len(buffer) >= 2 and len(buffer) >= 2 + (buffer[1] & 0x7F):
+            opcode, payload, buffer = read_frame(sock, buffer)
+            if opcode == TEXT:
+                chunk_has_text = True
+            elif opcode == PING:
+                carried.append(chunk_has_text)
+                sock.sendall(client_frame(PONG, payload))
+            elif opcode == CLOSE:
+                raise ConnectionError(f"closed with {payload[:2].hex()}")
+    return carried
+
+
+async def test_a_streams_keepalive_ping_rides_with_the_next_tick(server_factory: Any) -> None:
+    """Ticks every 0.1 s, pings every 1 s: each ping goes out in the write of a tick's
+    frame (no write of its own), and the answered connection stays open."""
+    options = {"ws_ping_interval": 1.0, "ws_ping_timeout": 1.0}
+    server: RunningServer = server_factory(carried_app(0.1), uvicorn_options=options)
+    sock, rest = await asyncio.to_thread(raw_connect_to, server.port, "/api/system/metrics")
+    try:
+        carried = await asyncio.to_thread(pings_with_their_reads, sock, rest, 3.5)
+    finally:
+        sock.close()
+    assert len(carried) >= 2, carried
+    assert all(carried), carried
+
+
+async def test_a_ping_no_tick_takes_in_time_goes_out_alone(server_factory: Any) -> None:
+    """A view ticking every 3 s cannot carry pings due every 1 s: they go out alone, on
+    time, and the answered connection stays open."""
+    options = {"ws_ping_interval": 1.0, "ws_ping_timeout": 1.0}
+    server: RunningServer = server_factory(carried_app(0.1), uvicorn_options=options)
+    path = "/api/system/metrics?interval=3"
+    sock, rest = await asyncio.to_thread(raw_connect_to, server.port, path)
+    try:
+        carried = await asyncio.to_thread(pings_with_their_reads, sock, rest, 4.5)
+    finally:
+        sock.close()
+    assert len(carried) >= 3, carried  # every ~1 s, not every 3 s
+    assert carried.count(False) >= 2, carried
