@@ -32,13 +32,6 @@ class PausingTransport:
     def frame_writer(self) -> Write:
         return self.write
 
-    @property
-    def direct(self) -> bool:
-        return self.accepts_frames
-
-    def send_frame(self, frame: bytes, now: float) -> None:
-        self.write(frame)
-
     def write(self, frame: bytes) -> None:
         self.written.append(frame)
         if len(self.written) == self.room and self.sink is not None:

@@ -20,13 +20,6 @@ class FakeWriter:
     def frame_writer(self) -> Write:
         return self.written.append
 
-    @property
-    def direct(self) -> bool:
-        return self.accepts_frames
-
-    def send_frame(self, frame: bytes, now: float) -> None:
-        self.written.append(frame)
-
     def abort(self) -> None:
         self.aborted = True
 

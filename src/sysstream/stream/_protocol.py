@@ -142,17 +142,13 @@ class Keepalive:
 
     Connections are spread over ``SLOTS`` buckets and one bucket is swept every
     ``interval / SLOTS``, so pings (and their pongs) never arrive in one burst. A sweep
-    builds one ping frame for the bucket. A connection with a ready stream (see
-    ``._sinks``) *carries* it: the ping goes out in the same write as the next tick's
-    frame, saving a write per ping; whatever no tick has carried within ``carry`` seconds
-    is written alone. With a ``timeout``, one timer per moment of sending (not per
-    connection) fires ``timeout`` after those pings went out and times out the connections
-    that have not answered. As in uvicorn, a connection with a ping in flight and a
+    sends the bucket one ping frame, built once; with a ``timeout``, one timer per sweep
+    (not per connection) fires ``timeout`` after that ping and times out the connections
+    that have not answered it. As in uvicorn, a connection with a ping in flight and a
     timeout gets no new ping until the pong (or the timeout) comes.
     """
 
     SLOTS = 10
-    CARRY_SLOTS = 3  # a ping waits at most this many sweeps for a tick (1.5 s by default)
     _running: dict[tuple[asyncio.AbstractEventLoop, float, float | None], Keepalive] = {}
 
     def __init__(
@@ -161,18 +157,12 @@ class Keepalive:
         self.loop = loop
         self.interval = interval
         self.timeout = timeout
-        slot = interval / self.SLOTS
-        # Never more than a quarter of the timeout: a stalled reader is still gone within
-        # interval + timeout + timeout / 4 of its last pong.
-        self.carry = min(self.CARRY_SLOTS * slot, timeout / 4 if timeout else slot)
         self.buckets: list[dict[WebSocketProtocol, None]] = [{} for _ in range(self.SLOTS)]
         self.members = 0
         self._fill = 0  # the bucket the next connection joins
         self._due = 0  # the bucket the next sweep visits
         self._timer: asyncio.TimerHandle | None = None
-        # (ping payload, when sent) -> the timer that times out the unanswered ones
-        self._expiries: dict[tuple[bytes, float], asyncio.TimerHandle] = {}
-        self._flushes: dict[bytes, asyncio.TimerHandle] = {}  # by ping frame
+        self._expiries: dict[bytes, asyncio.TimerHandle] = {}  # by ping payload
 
     @classmethod
     def of(
@@ -201,10 +191,9 @@ class Keepalive:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
-            for handle in [*self._expiries.values(), *self._flushes.values()]:
-                handle.cancel()
+            for expiry in self._expiries.values():
+                expiry.cancel()
             self._expiries.clear()
-            self._flushes.clear()
             self._running.pop((self.loop, self.interval, self.timeout), None)
 
     def _sweep(self) -> None:
@@ -216,33 +205,21 @@ class Keepalive:
         payload = os.urandom(4)
         frame = b"\x89\x04" + payload
         now = self.loop.time()
-        carried = sum([protocol.keepalive_ping(frame, payload, now) for protocol in list(bucket)])
-        self.sent(bucket, payload, now)
-        if carried:
-            self._flushes[frame] = self.loop.call_later(self.carry, self._flush, bucket, frame)
-
-    def sent(self, bucket: dict[WebSocketProtocol, None], payload: bytes, at: float) -> None:
-        """Pings with ``payload`` went out at ``at``: time them out ``timeout`` later."""
-        if self.timeout is not None and (payload, at) not in self._expiries:
-            expiry = self.loop.call_at(at + self.timeout, self._expire, bucket, payload, at)
-            self._expiries[payload, at] = expiry
-
-    def _flush(self, bucket: dict[WebSocketProtocol, None], frame: bytes) -> None:
-        self._flushes.pop(frame, None)
-        now = self.loop.time()
         for protocol in list(bucket):
-            protocol.send_carried_ping(frame, now)
+            protocol.keepalive_ping(frame, payload, now)
+        if self.timeout is not None:
+            expiry = self.loop.call_later(self.timeout, self._expire, bucket, payload)
+            self._expiries[payload] = expiry
 
-    def _expire(self, bucket: dict[WebSocketProtocol, None], payload: bytes, at: float) -> None:
-        self._expiries.pop((payload, at), None)
+    def _expire(self, bucket: dict[WebSocketProtocol, None], payload: bytes) -> None:
+        self._expiries.pop(payload, None)
         for protocol in list(bucket):
-            if protocol.pending_ping_payload == payload and protocol.ping_sent_at == at:
+            if protocol.pending_ping_payload == payload:
                 protocol.keepalive_timeout()
 
 
 class WebSocketProtocol(WebSocketsSansIOProtocol):
     _close_sent = False
-    _carried_ping: bytes | None = None  # a keepalive ping waiting for the next tick
     sink: TransportSink | None = None
     handler: MessageHandler | None = None  # set once the app has detached the connection
     _keepalive: Keepalive | None = None
@@ -275,52 +252,15 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
             self._keepalive.remove(self, self._bucket)
         self._keepalive = self._bucket = None
 
-    def keepalive_ping(self, frame: bytes, payload: bytes, now: float) -> bool:
-        """Called by :class:`Keepalive` once per interval: ping, unless one is in flight.
-        True when the ping is to be carried by the next tick (see :meth:`send_frame`)."""
+    def keepalive_ping(self, frame: bytes, payload: bytes, now: float) -> None:
+        """Called by :class:`Keepalive` once per interval: ping, unless one is in flight."""
         if self.close_sent or self.transport.is_closing():
-            return False
-        if self.ping_timeout is not None and (
-            self.pending_ping_payload is not None or self._carried_ping is not None
-        ):
-            return False  # the timeout decides; uvicorn does not stack pings either
-        sink = self.sink
-        if sink is not None and sink.ready:
-            self._carried_ping = frame
-            sink.refresh()  # not ready while it carries a ping: the hub calls deliver
-            return True
+            return
+        if self.pending_ping_payload is not None and self.ping_timeout is not None:
+            return  # the timeout decides; uvicorn does not stack pings either
         self.pending_ping_payload = payload
         self.ping_sent_at = now
         self.transport.write(frame)
-        return False
-
-    def send_frame(self, frame: bytes, now: float) -> None:
-        """Write one of the stream's frames, with the ping it carries, if any."""
-        ping = self._carried_ping
-        if ping is None:
-            self.transport.write(frame)
-            return
-        self.transport.write(frame + ping)
-        self._ping_went_out(ping, now)
-
-    def send_carried_ping(self, ping: bytes, now: float) -> None:
-        """No tick took the ping in time: it goes out alone."""
-        if self._carried_ping is not ping:
-            return
-        if self.accepts_frames:
-            self.transport.write(ping)
-            self._ping_went_out(ping, now)
-        else:
-            self._carried_ping = None
-        if self.sink is not None:
-            self.sink.refresh()
-
-    def _ping_went_out(self, ping: bytes, now: float) -> None:
-        self._carried_ping = None
-        self.pending_ping_payload = payload = ping[2:]
-        self.ping_sent_at = now
-        if self._keepalive is not None and self._bucket is not None:
-            self._keepalive.sent(self._bucket, payload, now)
 
     def keepalive_timeout(self) -> None:
         # The close frame is best-effort: a client that stopped reading may never drain its
@@ -497,11 +437,6 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         return not self._close_sent and not self.transport.is_closing()
 
     @property
-    def direct(self) -> bool:
-        """True while a frame needs nothing but ``frame_writer``: open, no ping to carry."""
-        return self._carried_ping is None and self.accepts_frames
-
-    @property
     def frame_writer(self) -> Callable[[bytes], object]:
         return self.transport.write
 
@@ -578,7 +513,4 @@ def websockets_buffer(conn: Any) -> bytearray:
 
 
 def unmask(payload: bytes, key: bytes) -> bytes:
-    """RFC 6455 unmasking as one XOR of whole numbers (the payloads here are 4 bytes)."""
-    size = len(payload)
-    mask = (key * (size // 4 + 1))[:size]
-    return (int.from_bytes(payload) ^ int.from_bytes(mask)).to_bytes(size)
+    return bytes(byte ^ key[i & 3] for i, byte in enumerate(payload))

@@ -52,23 +52,14 @@ class Sink(Protocol):
 
 
 class FrameWriter(Protocol):
-    """What a fast-path connection offers. It calls :meth:`TransportSink.refresh` whenever
-    ``direct`` or ``accepts_frames`` changes."""
+    """What a fast-path connection offers: its transport's ``write`` (no checks) and
+    whether it may still send; it calls :meth:`TransportSink.refresh` when it stops."""
 
     @property
-    def accepts_frames(self) -> bool:
-        """The connection is open for frames (no close frame sent, transport open)."""
+    def accepts_frames(self) -> bool: ...
 
     @property
-    def direct(self) -> bool:
-        """A frame needs nothing but ``frame_writer`` (open, and no control frame to add)."""
-
-    @property
-    def frame_writer(self) -> Write:
-        """The transport's own ``write``: no checks."""
-
-    def send_frame(self, frame: bytes, now: float) -> None:
-        """Write ``frame`` with whatever the connection adds to it (a keepalive ping)."""
+    def frame_writer(self) -> Write: ...
 
     def abort(self) -> None: ...
 
@@ -89,8 +80,8 @@ class TransportSink:
 
     @property
     def ready(self) -> bool:
-        """True while a frame can be written at once: nothing held, nothing to add."""
-        return self.outbox.state is FREE and self._writer.direct
+        """True while a frame can be written at once: nothing held, connection open."""
+        return self.outbox.state is FREE and self._writer.accepts_frames
 
     def listen(self, listener: SinkListener | None) -> None:
         self._listener = listener
@@ -112,8 +103,7 @@ class TransportSink:
         offer = self.outbox.offer(frame, now)
         if offer is Offer.SEND:
             if self._writer.accepts_frames:
-                self._writer.send_frame(frame, now)
-                self.refresh()  # a carried ping went out: ready again
+                self._write(frame)
             return True
         if offer is Offer.STALLED:
             self._writer.abort()
@@ -128,8 +118,7 @@ class TransportSink:
     def resume(self) -> None:
         frame = self.outbox.release()
         if frame is not None and self._writer.accepts_frames:
-            # May pause again at once, which refresh then reports.
-            self._writer.send_frame(frame, self._clock())
+            self._write(frame)  # may pause again at once, which refresh then reports
         self.refresh()
 
     def abort(self) -> None:
