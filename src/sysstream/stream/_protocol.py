@@ -513,4 +513,7 @@ def websockets_buffer(conn: Any) -> bytearray:
 
 
 def unmask(payload: bytes, key: bytes) -> bytes:
-    return bytes(byte ^ key[i & 3] for i, byte in enumerate(payload))
+    """RFC 6455 unmasking as one XOR of whole numbers (the payloads here are 4 bytes)."""
+    size = len(payload)
+    mask = (key * (size // 4 + 1))[:size]
+    return (int.from_bytes(payload) ^ int.from_bytes(mask)).to_bytes(size)
