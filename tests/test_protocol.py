@@ -398,3 +398,21 @@ async def test_a_ping_flood_is_closed_with_1008(
     async with ws_client(server.ws_url()) as websocket:
         assert "cpu" in await receive_json(websocket)
     assert server.log.errors() == []
+
+
+async def test_serves_ping_interval_and_stall_timeout_drive_the_keepalive(
+    server_factory: Any,
+) -> None:
+    """``--ping-interval`` sets how often a stream is pinged, ``--stall-timeout`` how long
+    an unanswered ping is given (not half of it, as before pings were decoupled)."""
+    server: RunningServer = server_factory(interval=0.1, ping_interval=0.3, stall_timeout=0.8)
+    connected = time.monotonic()
+    sock, rest = await asyncio.to_thread(raw_connect_to, server.port, "/api/system/metrics")
+    try:
+        sock.settimeout(10)
+        pings, code, closed_at = await asyncio.to_thread(frames_until_close, sock, rest)
+    finally:
+        sock.close()
+    assert code == 1011 and len(pings) == 1, (code, pings)  # no new ping while one is unanswered
+    assert pings[0] - connected < 0.8, pings[0] - connected  # within one ping interval
+    assert 0.7 <= closed_at - pings[0] < 1.4, closed_at - pings[0]

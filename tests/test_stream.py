@@ -205,7 +205,8 @@ async def test_collector_failure_reports_error_and_recovers(server_factory: Any)
 async def test_stalled_reader_is_dropped_while_others_get_every_tick(
     server_factory: Any,
 ) -> None:
-    server = server_factory(interval=0.1, stall_timeout=2.0)
+    # Pinged within 1 s, dropped 1 s after the unanswered ping.
+    server = server_factory(interval=0.1, stall_timeout=1.0, ping_interval=1.0)
     stalled = await asyncio.to_thread(raw_handshake, server.port)
     stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # and never read again
     try:

@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     stall_timeout: float = Field(
         10.0, gt=0, le=3600, description="Seconds a client may go without draining before drop."
     )
+    ping_interval: float = Field(
+        20.0,
+        gt=0,
+        le=3600,
+        description="Seconds between keepalive pings; unanswered within --stall-timeout: drop.",
+    )
     request_timeout: float = Field(
         10.0,
         gt=0,

@@ -73,9 +73,9 @@ class Server(uvicorn.Server):
 def build_server(settings: Settings, app: FastAPI | None = None) -> Server:
     """A uvicorn server for ``app`` with the fast-path protocol and sysstream's limits."""
     # Keepalive pings catch clients that stopped reading while their kernel buffers still
-    # absorb the ~100-byte ticks: unanswered within half the stall timeout, the client is
-    # aborted, so a stalled reader is gone within one stall timeout.
-    half = settings.stall_timeout / 2
+    # absorb the ~100-byte ticks: unanswered within the stall timeout, the client is
+    # aborted. Pings are not free (at 10,000 clients, every 5 s costs ~40% of the fan-out's
+    # CPU: docs/benchmarks.md), so they go every --ping-interval, 20 s as in uvicorn.
     # Past this many connections of any kind, a new one evicts the oldest still sending
     # its request, or gets 503: the descriptors left are the reserve sampling, the store,
     # logs and /healthz work with (accept() failing with EMFILE would hang clients).
@@ -92,8 +92,8 @@ def build_server(settings: Settings, app: FastAPI | None = None) -> Server:
         # Per-message deflate costs more CPU and ~50 KB per connection than it saves on
         # ~100-byte messages: refused (docs/benchmarks.md).
         ws_per_message_deflate=False,
-        ws_ping_interval=half,
-        ws_ping_timeout=half,
+        ws_ping_interval=settings.ping_interval,
+        ws_ping_timeout=settings.stall_timeout,
         ws_max_size=4096,
         log_level=settings.log_level,
         lifespan="on",
