@@ -40,11 +40,16 @@ class Readiness:
         self.write = None
 
 
-def test_transport_sink_reports_ready_only_while_free_and_open() -> None:
+def listened_sink() -> tuple[FakeWriter, TransportSink, Readiness]:
     writer = FakeWriter()
     sink = TransportSink(writer, stall_timeout=5, clock=lambda: 0.0)
     listener = Readiness()
     sink.listen(listener)
+    return writer, sink, listener
+
+
+def test_transport_sink_reports_ready_only_while_free_and_open() -> None:
+    writer, sink, listener = listened_sink()
     assert listener.reports == ["ready"]
     assert listener.write is not None
     listener.write(b"direct")  # what the hub does with a ready sink's write
@@ -60,20 +65,14 @@ def test_transport_sink_reports_ready_only_while_free_and_open() -> None:
 
 
 def test_transport_sink_is_not_ready_once_aborted() -> None:
-    writer = FakeWriter()
-    sink = TransportSink(writer, stall_timeout=5, clock=lambda: 0.0)
-    listener = Readiness()
-    sink.listen(listener)
+    writer, sink, listener = listened_sink()
     sink.abort()
     assert listener.reports == ["ready", "waiting"]
     assert writer.aborted
 
 
 def test_transport_sink_that_stalls_is_reported_waiting() -> None:
-    writer = FakeWriter()
-    sink = TransportSink(writer, stall_timeout=5, clock=lambda: 0.0)
-    listener = Readiness()
-    sink.listen(listener)
+    _, sink, listener = listened_sink()
     sink.pause()
     assert not sink.deliver(b"x", "x", now=5)
     assert listener.reports[-1] == "waiting"
