@@ -24,6 +24,7 @@ from fastapi import FastAPI
 
 import sysstream
 from sysstream._sample import Sample
+from sysstream.sampling import LocalSource, build_collectors
 from sysstream.store._store import HistoryStore
 from sysstream.web._dashboard import STATIC_DIR
 
@@ -381,6 +382,44 @@ async def test_units_memory_bytes_filesystems_host_name_and_core_legend(
         assert core["visible"] and core["below"]
         if len(cores) <= 8:
             assert core["swatch"] == core["palette"]
+    assert page.errors == []
+
+
+class QuietRates:
+    """This host's real samples with every rate zeroed: an idle disk, no traffic."""
+
+    def __init__(self) -> None:
+        self.source = LocalSource(build_collectors(disk_path="/"), interval=0.2)
+        self.interval = self.source.interval
+
+    async def next_sample(self, groups: frozenset[str]) -> Sample:
+        sample = await self.source.next_sample(groups)
+        values = {name: zero_rates(value) for name, value in sample.values.items()}
+        return Sample(sample.tick, sample.timestamp, values, sample.errors)
+
+    def close(self) -> None:
+        self.source.close()
+
+
+def zero_rates(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: 0.0 if k.endswith("_per_s") else zero_rates(v) for k, v in value.items()}
+    return value
+
+
+async def test_a_flat_zero_rate_still_has_a_scale(
+    server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
+) -> None:
+    settings = sysstream.load_settings(port=0, interval=0.2, no_store=True)
+    server = server_factory(sysstream.create_app(settings, source=QuietRates()))
+    page = await open_page(server.http_url + "/")
+    await page.wait_state("live")
+    await page.wait_until("window.sysstreamDashboard.points >= 3")
+    for panel in ("net", "disk_io"):
+        await page.wait_until(f"window.sysstreamDashboard.axisTicks('{panel}').y.length > 0")
+        ticks = (await page.dashboard(f"axisTicks('{panel}')"))["y"]
+        # 0 to 4 KiB/s (the axis ran from 0 to a nanobyte: one tick, "0 B/s").
+        assert ticks[0] == "0 B/s" and ticks[-1] == "4 KiB/s" and len(ticks) >= 3, ticks
     assert page.errors == []
 
 

@@ -136,7 +136,8 @@ export class Card {
         y: {
           range: percent
             ? () => [0, 100]
-            : (u, min, max) => [0, Math.max(max ?? 0, 1e-9) * 1.1 || 1],
+            : // A flat zero (an idle disk, no traffic) still gets a scale to read it against.
+              (u, min, max) => [0, max > 0 ? max * 1.1 : byteAxis ? 4096 : 1],
         },
       },
       axes: [
