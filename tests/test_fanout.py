@@ -20,16 +20,28 @@ def test_held_outbox_keeps_only_the_latest_message() -> None:
     assert outbox.release() is None
 
 
-def test_outbox_held_past_the_timeout_is_stalled_and_closed() -> None:
+def test_outbox_held_past_the_timeout_is_stalled_and_dropped() -> None:
     outbox: Outbox[str] = Outbox(stall_timeout=5)
     outbox.hold(now=100)
     assert outbox.offer("a", now=104.9) is Offer.QUEUED
     assert not outbox.is_stalled(104.9)
     assert outbox.is_stalled(105)
     assert outbox.offer("b", now=105) is Offer.STALLED
-    assert outbox.state is OutboxState.CLOSED
+    assert outbox.state is OutboxState.DROPPED
     assert outbox.pending is None
     assert outbox.offer("c", now=106) is Offer.CLOSED
+    outbox.close()  # the connection then goes: why it went is kept
+    assert outbox.state is OutboxState.DROPPED
+
+
+def test_a_drop_from_outside_ends_delivery_and_a_close_is_not_a_drop() -> None:
+    dropped: Outbox[str] = Outbox(stall_timeout=5)
+    dropped.drop()  # e.g. a keepalive ping left unanswered
+    assert dropped.state is OutboxState.DROPPED
+    assert dropped.offer("a", now=0) is Offer.CLOSED
+    closed: Outbox[str] = Outbox(stall_timeout=5)
+    closed.close()
+    assert closed.state is OutboxState.CLOSED
 
 
 def test_hold_keeps_the_time_it_was_first_held() -> None:

@@ -11,7 +11,7 @@ import pytest
 from sysstream import MetricsHub, Sample, View
 from sysstream._registry import DEFAULT_FIELDS
 from sysstream.sampling import LocalSource
-from sysstream.sansio._fanout import Offer, Outbox
+from sysstream.sansio._fanout import Offer, Outbox, OutboxState
 from sysstream.sansio._session import ControlSession, Reply
 from sysstream.stream import ViewLimitError
 from sysstream.stream._hub import HubState
@@ -64,6 +64,11 @@ class ListSink:
 
     def abort(self) -> None:
         self.aborted = True
+        self.outbox.close()
+
+    @property
+    def dropped(self) -> bool:
+        return self.outbox.state is OutboxState.DROPPED
 
     def listen(self, listener: SinkListener | None) -> None:
         pass  # never ready: the hub keeps it among the sinks it calls deliver on
@@ -126,6 +131,18 @@ def test_stalled_sink_is_dropped_without_holding_the_others() -> None:
     assert stuck.aborted and hub.clients == 1
     assert hub.stats.drops == 1
     assert len(healthy.frames) == 4
+    hub.detach(healthy)  # a client that leaves is not a drop
+    assert hub.stats.drops == 1
+
+
+def test_a_client_its_connection_cut_for_stalling_counts_as_a_drop() -> None:
+    hub = MetricsHub(ScriptedSource())
+    sink, _ = transport_sink()
+    hub.attach(sink)
+    sink.stalled()  # what the protocol does when a keepalive ping goes unanswered
+    hub.publish(sample(1), now=1)
+    hub.detach(sink)  # then the connection is lost
+    assert hub.stats.drops == 1
 
 
 def transport_sink(room: int = 1_000) -> tuple[TransportSink, PausingTransport]:

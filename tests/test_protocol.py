@@ -222,7 +222,8 @@ PONG, PING = 0xA, 0x9
 
 
 def echo_app() -> FastAPI:
-    app, _ = stream_app()
+    app, metrics = stream_app()
+    app.state.hub = metrics.hub  # as create_app does: RunningServer.hub reads it
 
     @app.websocket("/echo")
     async def echo(websocket: WebSocket) -> None:
@@ -287,6 +288,9 @@ async def test_an_unanswered_ping_times_out_after_ws_ping_timeout_with_1011(
     assert len(pings) == 1 and code == 1011, (pings, code)
     # Measured from the ping (0.3 s), not from the next keepalive round (1 s later).
     assert 0.25 <= closed_at - pings[0] < 0.9, closed_at - pings[0]
+    # A stream client cut this way counts as dropped, as one cut by the fan-out does.
+    await server.wait_until(lambda: server.hub.clients == 0)
+    assert server.hub.stats.drops == (1 if path == "/api/system/metrics" else 0)
     assert server.log.errors() == []
 
 

@@ -4,7 +4,10 @@ Each client has an :class:`Outbox` holding at most one undelivered message. Whil
 client's writer is free, a message goes out at once. While it is held (a send in flight,
 or the transport's buffer over its high-water mark), a newer message replaces the pending
 one: latest wins, so memory per client is bounded by one message. A client held for
-longer than the stall timeout is reported stalled and dropped by the caller.
+longer than the stall timeout is reported stalled and dropped by the caller; so is one
+whose connection finds it stalled another way (a keepalive ping left unanswered), through
+:meth:`Outbox.drop`. A dropped outbox says so (``DROPPED``), so whoever detaches the
+client can count it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,8 @@ M = TypeVar("M")
 class OutboxState(enum.Enum):
     FREE = "free"  # the next message can be written now
     HELD = "held"  # the writer cannot take more; newer messages replace `pending`
-    CLOSED = "closed"  # the client is gone or was dropped
+    CLOSED = "closed"  # the client is gone
+    DROPPED = "dropped"  # the client was cut for stalling
 
 
 class Offer(enum.Enum):
@@ -43,10 +47,10 @@ class Outbox(Generic[M]):
     def offer(self, message: M, now: float) -> Offer:
         if self.state is OutboxState.FREE:
             return Offer.SEND
-        if self.state is OutboxState.CLOSED:
+        if self.state is not OutboxState.HELD:
             return Offer.CLOSED
         if now - self.held_since >= self.stall_timeout:
-            self.close()
+            self.drop()
             return Offer.STALLED
         if self.pending is not None:
             self.replaced += 1
@@ -74,6 +78,13 @@ class Outbox(Generic[M]):
     def is_stalled(self, now: float) -> bool:
         return self.state is OutboxState.HELD and now - self.held_since >= self.stall_timeout
 
+    def drop(self) -> None:
+        """The client stalled: nothing more goes to it (it is to be cut)."""
+        self.state = OutboxState.DROPPED
+        self.pending = None
+
     def close(self) -> None:
-        self.state = OutboxState.CLOSED
+        """The client is gone (a dropped one stays ``DROPPED``: that is why it went)."""
+        if self.state is not OutboxState.DROPPED:
+            self.state = OutboxState.CLOSED
         self.pending = None

@@ -52,7 +52,7 @@ class FanoutStats:
 
     ticks: int = 0
     messages: int = 0  # messages handed to clients
-    drops: int = 0  # clients dropped for stalling
+    drops: int = 0  # clients cut for stalling (not draining, or a keepalive ping unanswered)
     last_tick_at: float | None = None  # loop.time() of the last published tick
     last_fanout_seconds: float = 0.0  # sample ready to last client written
     max_fanout_seconds: float = 0.0
@@ -164,6 +164,8 @@ class MetricsHub:
         view = self._views_of.pop(sink, None)
         if view is None:
             return
+        if sink.dropped:  # cut by the fan-out, an alert's delivery or the keepalive
+            self.stats.drops += 1
         audience = self._audiences[view]
         audience.remove(sink)
         if not audience:
@@ -302,7 +304,6 @@ class MetricsHub:
         stats = self.stats
         stats.ticks += 1
         stats.messages += delivered - len(stalled)
-        stats.drops += len(stalled)
         stats.last_tick_at = now
         stats.last_fanout_seconds = elapsed
         stats.max_fanout_seconds = max(stats.max_fanout_seconds, elapsed)

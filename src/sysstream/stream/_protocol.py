@@ -269,6 +269,8 @@ class WebSocketProtocol(WebSocketsSansIOProtocol):
         self.pending_ping_payload = None
         if self.transport.is_closing():
             return
+        if self.sink is not None:
+            self.sink.stalled()  # counted as a drop, as a client cut by the fan-out is
         if not self.close_sent:
             self.conn.fail(INTERNAL_ERROR, "keepalive ping timeout")
             self.transport.write(b"".join(self.conn.data_to_send()))

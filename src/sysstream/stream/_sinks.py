@@ -25,6 +25,7 @@ __all__ = ["AsgiSink", "Sink", "SinkListener", "TransportSink", "Write"]
 
 logger = logging.getLogger("sysstream")
 FREE = OutboxState.FREE
+DROPPED = OutboxState.DROPPED
 
 
 Write = Callable[[bytes], object]
@@ -49,6 +50,10 @@ class Sink(Protocol):
 
     def listen(self, listener: SinkListener | None) -> None:
         """Report readiness to ``listener`` now and on every change (``None``: stop)."""
+
+    @property
+    def dropped(self) -> bool:
+        """True once the client was cut for stalling (the hub counts it on detach)."""
 
 
 class FrameWriter(Protocol):
@@ -82,6 +87,10 @@ class TransportSink:
     def ready(self) -> bool:
         """True while a frame can be written at once: nothing held, connection open."""
         return self.outbox.state is FREE and self._writer.accepts_frames
+
+    @property
+    def dropped(self) -> bool:
+        return self.outbox.state is DROPPED
 
     def listen(self, listener: SinkListener | None) -> None:
         self._listener = listener
@@ -121,6 +130,12 @@ class TransportSink:
             self._write(frame)  # may pause again at once, which refresh then reports
         self.refresh()
 
+    def stalled(self) -> None:
+        """The connection found the client stalled (a keepalive ping unanswered) and is
+        cutting it: no more frames, and the hub counts a drop."""
+        self.outbox.drop()
+        self.refresh()
+
     def abort(self) -> None:
         self.outbox.close()
         self._writer.abort()
@@ -142,6 +157,10 @@ class AsgiSink:
         self._cancel = cancel
         self._next: str | None = None
         self._wakeup = asyncio.Event()
+
+    @property
+    def dropped(self) -> bool:
+        return self.outbox.state is DROPPED
 
     def listen(self, listener: SinkListener | None) -> None:
         """Never ready for plain writes: every message goes through :meth:`deliver`."""

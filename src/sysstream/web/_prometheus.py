@@ -85,7 +85,9 @@ class HubCollector(Collector):
             "sysstream_messages_sent", "Messages handed to clients.", stats.messages
         )
         yield CounterMetricFamily(
-            "sysstream_dropped_clients", "Clients dropped for not draining.", stats.drops
+            "sysstream_dropped_clients",
+            "Stream clients cut for stalling (not draining, or a keepalive ping unanswered).",
+            stats.drops,
         )
         yield CounterMetricFamily(
             "sysstream_source_errors", "Ticks the sample source failed.", stats.source_errors
