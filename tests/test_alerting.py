@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -16,9 +17,18 @@ from sysstream.sansio import (
     Severity,
     parse_rules,
 )
-from sysstream.sansio._alerting import BUCKETS, WARM, _calm_check, _hold_checks, _level
+from sysstream.sansio._alerting import (
+    BUCKETS,
+    WARM,
+    AlertState,
+    _calm_check,
+    _gate,
+    _hold_checks,
+    _level,
+    _Series,
+)
 from sysstream.sansio._alerting import window as make_window
-from sysstream.sansio._rules import Aggregate, Comparison, Rule, Threshold
+from sysstream.sansio._rules import Aggregate, Comparison, Rule, RuleSet, Threshold
 
 T0 = 1_700_000_000.0
 
@@ -55,6 +65,24 @@ def test_a_sustained_breach_fires_after_for() -> None:
     assert events[1].since == T0 + 265
     assert events[1].value == pytest.approx(99.0)
     assert events[1].threshold == 95.0
+
+
+def test_a_windowed_rule_decides_once_per_bucket() -> None:
+    # A 5-minute window has 5-second buckets: the rule decides when a value opens one
+    # (T0 is a multiple of 5), not on every tick. A peak at +302 s fires at +305 s; the
+    # repeats and the resolve (the peak's bucket leaves the window at +600 s) come on
+    # bucket boundaries too.
+    alerts = engine(aggregate="max", window="5m", warning=80, repeat="1m")
+    events = feed(alerts, [20.0] * 302 + [90.0] + [20.0] * 400)
+    assert kinds(events) == [
+        ("firing", "warning", 305.0),
+        ("repeat", "warning", 365.0),
+        ("repeat", "warning", 425.0),
+        ("repeat", "warning", 485.0),
+        ("repeat", "warning", 545.0),
+        ("resolved", "warning", 600.0),
+    ]
+    assert events[0].value == 90.0
 
 
 def test_a_breach_shorter_than_for_is_cancelled_not_fired() -> None:
@@ -226,15 +254,16 @@ def test_last_needs_no_window() -> None:
 def test_a_long_window_keeps_sixty_buckets_and_stays_close_to_exact(aggregate: Aggregate) -> None:
     window = make_window(aggregate, 3600)
     values = [float((second * 7) % 101) for second in range(7200)]
-    for second, value in enumerate(values):
-        result = window.add(T0 + second, value)
+    results = [window.add(T0 + second, value) for second, value in enumerate(values)]
     assert len(getattr(window, "_buckets", getattr(window, "_best", None))) <= 60
-    exact = {
-        Aggregate.AVG: sum(values[-3600:]) / 3600,
-        Aggregate.MAX: max(values[-3600:]),
-        Aggregate.MIN: min(values[-3600:]),
-    }[aggregate]
-    assert result == pytest.approx(exact, rel=0.02)
+    # The aggregate comes once per one-minute bucket, when a value opens it.
+    decided = [second for second, result in enumerate(results) if result is not None]
+    assert [(T0 + second) % 60 for second in decided] == [0.0] * len(decided)
+    assert [b - a for a, b in itertools.pairwise(decided)] == [60] * (len(decided) - 1)
+    last = decided[-1]
+    span = values[last - 3599 : last + 1]
+    exact = {Aggregate.AVG: sum(span) / 3600, Aggregate.MAX: max(span), Aggregate.MIN: min(span)}
+    assert results[last] == pytest.approx(exact[aggregate], rel=0.02)
 
 
 def naive_window(
@@ -242,14 +271,16 @@ def naive_window(
 ) -> list[float | None]:
     """The window's contract, spelled out with every point kept: each value goes in the
     ``seconds / BUCKETS``-wide bucket open when it arrives; opening a bucket drops the
-    buckets that start ``seconds`` or more before; nothing is reported until
-    ``WARM`` of the span has passed since the first value."""
+    buckets that start ``seconds`` or more before; the aggregate is reported when a value
+    opens a bucket (the rule's decision), once ``WARM`` of the span has passed since the
+    first value."""
     width = seconds / BUCKETS
     kept: list[tuple[float, float]] = []  # (bucket start, value)
     start, end, ready = 0.0, -math.inf, math.inf
     results: list[float | None] = []
     for at, value in points:
-        if at >= end:
+        opens = at >= end
+        if opens:
             if ready == math.inf:
                 ready = at + seconds * WARM
             kept = [(bucket, v) for bucket, v in kept if bucket > at - seconds]
@@ -257,7 +288,7 @@ def naive_window(
             end = start + width
         kept.append((start, value))
         values = [v for _, v in kept]
-        if at < ready:
+        if at < ready or not opens:
             results.append(None)
         elif aggregate is Aggregate.AVG:
             results.append(sum(values) / len(values))
@@ -273,6 +304,7 @@ window_runs = st.tuples(
         st.tuples(
             st.one_of(st.sampled_from([0.0, 0.25, 1.0, 1.0, 1.0]), st.floats(0, 400)),
             st.floats(-1e6, 1e6, allow_nan=False),
+            st.booleans(),  # kept aside and folded in later, when it falls in the open bucket
         ),
         max_size=400,
     ),
@@ -284,14 +316,25 @@ window_runs = st.tuples(
 def test_windows_match_the_naive_aggregate_over_every_point(
     run: tuple[Aggregate, float, list[tuple[float, float]]],
 ) -> None:
-    # The monotonic deque (max, min) and the running sums (avg) against all points kept.
+    # The monotonic deque (max, min) and the running sums (avg) against all points kept;
+    # values of the open bucket are sometimes kept aside and folded in at once, as the
+    # engine does between decisions.
     aggregate, seconds, steps = run
     points, at = [], T0
-    for gap, value in steps:
+    window = make_window(aggregate, seconds)
+    got: list[float | None] = []
+    aside: list[float] = []
+    for gap, value, later in steps:
         at += gap
         points.append((at, value))
-    window = make_window(aggregate, seconds)
-    got = [window.add(at, value) for at, value in points]
+        if later and at < window.end:
+            aside.append(value)
+            got.append(None)
+            continue
+        if aside:
+            window.fold(aside)
+            aside = []
+        got.append(window.add(at, value))
     expected = naive_window(aggregate, seconds, points)
     assert [g is None for g in got] == [e is None for e in expected]
     for g, e in zip(got, expected, strict=True):
@@ -341,3 +384,140 @@ def test_the_one_comparison_shortcuts_agree_with_the_state_machine(
         for severity, hold in holds.items():
             level = _level(rule, value, warning, critical, severity)
             assert hold(value) == (level is severity), (severity, value)
+
+
+def reference_events(
+    rule: Rule, points: list[tuple[float, float]]
+) -> tuple[list[AlertEvent], list[tuple[str, str | None, float | None]]]:
+    """The engine's state machine fed the naive window's aggregates: decided at every
+    value that opens a bucket (every value for `last`), nothing kept aside or skipped.
+    Returns the events and, after each point, the series' state, severity and value."""
+    decider = AlertEngine(RuleSet((rule,)))
+    series = _Series(rule, {"host": "local"})
+    if rule.aggregate is Aggregate.LAST or rule.window <= 0:
+        aggregates: list[float | None] = [value for _, value in points]
+    else:
+        aggregates = naive_window(rule.aggregate, rule.window, points)
+    events: list[AlertEvent] = []
+    states = []
+    for (at, _), aggregate in zip(points, aggregates, strict=True):
+        if aggregate is not None and not (series.state is AlertState.OK and series.calm(aggregate)):
+            decider._decide(series, at, aggregate, None, events)
+        severity = None if series.severity is None else series.severity.value
+        states.append((series.state.value, severity, series.value))
+    return events, states
+
+
+def engine_rules(draw: Any) -> list[dict[str, Any]]:
+    tables = []
+    for _ in range(draw(st.integers(1, 3))):
+        op = draw(st.sampled_from([">", ">=", "<", "<="]))
+        levels = sorted(draw(st.lists(st.integers(10, 90), min_size=2, max_size=2)))
+        warning, critical = levels if op in (">", ">=") else levels[::-1]
+        margin = draw(st.sampled_from([0, 5, 15]))
+        table: dict[str, Any] = {
+            "metric": "cpu",
+            "aggregate": draw(st.sampled_from(["avg", "max", "min", "last"])),
+            "window": draw(st.sampled_from([0, 1, 7.5, 30, 60, 300])),
+            "op": op,
+            "warning": warning,
+            "critical": draw(st.sampled_from([critical, None])),
+            "clear": warning - margin if op in (">", ">=") else warning + margin,
+            "for": draw(st.sampled_from([0, 3, 20])),
+            "clear_for": draw(st.sampled_from([0, 4])),
+            "repeat": draw(st.sampled_from([0, 15])),
+        }
+        tables.append({k: v for k, v in table.items() if v is not None})
+    return tables
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_the_engine_matches_the_state_machine_fed_every_naive_aggregate(data: Any) -> None:
+    # What the engine does to be cheap (values kept aside between buckets and folded in
+    # at once, a calm max/min window that forgets its values until one breaches, the
+    # rules of one metric skipped together while calm) must not change a single event.
+    # Whole numbers: the naive average sums exactly as the running one does.
+    tables = engine_rules(data.draw)
+    rules = parse_rules({"builtin": False, "rules": {f"r{n}": t for n, t in enumerate(tables)}})
+    # Runs of one value (a level that lasts), with irregular gaps now and then.
+    runs = data.draw(
+        st.lists(
+            st.tuples(
+                st.one_of(st.integers(0, 100), st.sampled_from([5, 50, 95])),
+                st.integers(1, 60),
+                st.sampled_from([1.0, 1.0, 1.0, 1.0, 0.5, 2.0, 7.0, 100.0]),
+            ),
+            min_size=1,
+            max_size=30,
+        )
+    )
+    points, at = [], T0 + data.draw(st.sampled_from([0.0, 0.3, 2.5]))
+    for value, length, gap in runs:
+        for _ in range(length):
+            at += gap if _ == 0 else 1.0
+            points.append((at, float(value)))
+    references = {rule.name: reference_events(rule, points) for rule in rules.rules}
+    alerts = AlertEngine(rules)
+    got = []
+    for index, (at, value) in enumerate(points):
+        got += alerts.observe("local", at, {"cpu": value})
+        active = {a["rule"]: (a["state"], a["severity"], a["value"]) for a in alerts.active()}
+        expected_active = {
+            name: states[index]
+            for name, (_, states) in references.items()
+            if states[index][0] != "ok"
+        }
+        assert active == expected_active, at - T0
+    expected = sorted(
+        (e for events, _ in references.values() for e in events),
+        key=lambda e: (e.at, e.rule),  # the engine: by sample, then in rule order
+    )
+    assert [e.to_json() for e in got] == [e.to_json() for e in expected]
+
+
+@pytest.mark.parametrize(
+    ("aggregate", "op", "calm", "breach"), [("max", ">", 20.0, 90.0), ("min", "<", 80.0, 10.0)]
+)
+def test_a_calm_max_or_min_window_that_skipped_its_values_reports_exact_ones(
+    aggregate: str, op: str, calm: float, breach: float
+) -> None:
+    # While calm, the window keeps nothing; the first breach restarts it from that value.
+    alerts = engine(aggregate=aggregate, window="30s", op=op, warning=50, repeat="2s")
+    rule = alerts.rules.rules[0]
+    values = [calm] * 40 + [breach - 1, breach, breach + 1, breach - 2] + [calm] * 40
+    points = [(T0 + second, value) for second, value in enumerate(values)]
+    expected_events, states = reference_events(rule, points)
+    events = []
+    for (at, value), (state, severity, reported) in zip(points, states, strict=True):
+        events += alerts.observe("local", at, {"cpu": value})
+        active = [(a["state"], a["severity"], a["value"]) for a in alerts.active()]
+        assert active == ([] if state == "ok" else [(state, severity, reported)]), at - T0
+    assert [e.to_json() for e in events] == [e.to_json() for e in expected_events]
+    fired = [e for e in events if e.kind is EventKind.FIRING]
+    assert len(fired) == 1 and fired[0].value == breach - 1
+    assert events[-1].kind is EventKind.RESOLVED
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(list(Comparison)), st.integers(-5, 5)), min_size=1, max_size=4
+    ),
+    st.lists(st.integers(-7, 7), min_size=1, max_size=20),
+)
+def test_a_path_gate_is_calm_exactly_when_every_rule_on_it_is(
+    bounds: list[tuple[Comparison, int]], values: list[int]
+) -> None:
+    checks = []
+    for op, level in bounds:
+        rule = Rule("r", "cpu", op=op, warning=Threshold(float(level)))
+        checks.append(_calm_check(rule))
+    gate = _gate(
+        tuple(
+            (op.upward, op in (Comparison.AT_LEAST, Comparison.AT_MOST), float(level))
+            for op, level in bounds
+        )
+    )
+    for value in values:
+        assert gate(float(value)) == all(check(float(value)) for check in checks)

@@ -17,6 +17,7 @@ event comes every ``repeat`` seconds.
 from __future__ import annotations
 
 import enum
+import functools
 import hashlib
 import math
 import operator
@@ -123,26 +124,34 @@ def window(aggregate: Aggregate, seconds: float) -> Window:
 
 
 class Window:
-    """The aggregate of the values seen over the last ``seconds``.
+    """The aggregate of the values seen over the last ``seconds``, decided once per bucket.
 
     Values are folded into ``seconds / 60``-wide buckets; a bucket leaves the window once
     its start is ``seconds`` old, so the span covered is exact to one bucket (a tick, for
-    windows up to a minute at 1 s ticks). :meth:`add` runs for every series on every tick:
-    the same-bucket case is a few additions, and each subclass keeps its running aggregate
-    so that a bucket's arrival or departure is O(1) (amortised).
+    windows up to a minute at 1 s ticks). The aggregate is given when a value opens a new
+    bucket, and only then: that value's rule decides once per bucket (every tick for
+    windows up to a minute, every 5 s for 5 minutes), the way Prometheus evaluates rules
+    at an interval, and a value inside the open bucket costs a few additions. Each
+    subclass keeps its running aggregate so that a bucket's arrival or departure is O(1)
+    (amortised).
     """
 
-    __slots__ = ("_end", "_ready_at", "_start", "seconds", "width")
+    __slots__ = ("_ready_at", "_start", "end", "seconds", "width")
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
         self.width = seconds / BUCKETS
         self._ready_at = math.inf  # when the window covers enough of its span to be trusted
-        self._start = -math.inf  # the open bucket's start and end
-        self._end = -math.inf
+        self._start = -math.inf  # the open bucket's start
+        self.end = -math.inf  # the open bucket's end: a value from then on opens the next
 
     def add(self, at: float, value: float) -> float | None:
-        """Add a value; returns the aggregate, or None while the window is still filling."""
+        """Add a value; returns the aggregate when ``value`` opened a new bucket and the
+        window is trusted (covers enough of its span), else None."""
+        raise NotImplementedError
+
+    def fold(self, values: list[float]) -> None:
+        """Add values that fall in the open bucket (taken before :attr:`end`), in order."""
         raise NotImplementedError
 
     def _open(self, at: float) -> float:
@@ -150,7 +159,7 @@ class Window:
         if self._ready_at == math.inf:
             self._ready_at = at + self.seconds * WARM
         self._start = start = at - at % self.width
-        self._end = start + self.width
+        self.end = start + self.width
         return at - self.seconds
 
 
@@ -169,15 +178,19 @@ class AverageWindow(Window):
         self._open_count = 0
 
     def add(self, at: float, value: float) -> float | None:
-        if at < self._end:
-            total = self._open_total = self._open_total + value
-            count = self._open_count = self._open_count + 1
-        else:
-            self._roll(at, value)
-            total, count = value, 1
+        if at < self.end:
+            self._open_total += value
+            self._open_count += 1
+            return None
+        self._roll(at, value)
         if at < self._ready_at:
             return None
-        return (self._total + total) / (self._count + count)
+        return (self._total + value) / (self._count + 1)
+
+    def fold(self, values: list[float]) -> None:
+        # A left fold, as `add` would have summed them one by one (sum() rounds otherwise).
+        self._open_total = functools.reduce(operator.add, values, self._open_total)
+        self._open_count += len(values)
 
     def _roll(self, at: float, value: float) -> None:
         buckets = self._buckets
@@ -204,28 +217,18 @@ class MaxWindow(Window):
 
     __slots__ = ("_best", "_open_best")
 
+    upward = True  # the aggregate is the greatest value
+
     def __init__(self, seconds: float) -> None:
         super().__init__(seconds)
         self._best: deque[tuple[float, float]] = deque()  # (start, max)
         self._open_best: float | None = None
 
     def add(self, at: float, value: float) -> float | None:
-        if at < self._end:
+        if at < self.end:
             if value > self._open_best:  # type: ignore[operator]  # open: not None
                 self._open_best = value
-        else:
-            self._roll(at, value)
-        if at < self._ready_at:
             return None
-        best: float = self._open_best  # type: ignore[assignment]
-        closed = self._best
-        if closed:
-            front = closed[0][1]
-            if front > best:
-                return front
-        return best
-
-    def _roll(self, at: float, value: float) -> None:
         closed = self._best
         best = self._open_best
         if best is not None:
@@ -237,6 +240,35 @@ class MaxWindow(Window):
         while closed and closed[0][0] <= horizon:
             closed.popleft()
         self._open_best = value
+        if at < self._ready_at:
+            return None
+        if closed:
+            front = closed[0][1]
+            if front > value:
+                return front
+        return value
+
+    def fold(self, values: list[float]) -> None:
+        best: float = self._open_best  # type: ignore[assignment]  # open: not None
+        for value in values:  # as `add` compares them (max() differs on a NaN)
+            if value > best:
+                best = value
+        self._open_best = best
+
+    def restart(self, at: float, value: float, previous: float) -> float | None:
+        """Add ``value`` to a window that left out the values since it was last fed, up
+        to the one taken at ``previous``, all of them below ``value``: they can never be
+        the maximum (``value`` outlives them in the window), so the window forgets them
+        and everything before. Returns what :meth:`add` would."""
+        self._best.clear()
+        start = previous - previous % self.width
+        if at < start + self.width:  # in the bucket ``previous`` was in: no new bucket
+            self._start, self.end = start, start + self.width
+            self._open_best = value
+            return None
+        self._open_best = None
+        self.end = -math.inf  # `add` opens the bucket ``at`` falls in
+        return MaxWindow.add(self, at, value)  # not MinWindow's: ``value`` is negated
 
 
 class MinWindow(MaxWindow):
@@ -244,15 +276,25 @@ class MinWindow(MaxWindow):
 
     __slots__ = ()
 
+    upward = False
+
     def add(self, at: float, value: float) -> float | None:
         best = super().add(at, -value)
         return None if best is None else -best
+
+    def restart(self, at: float, value: float, previous: float) -> float | None:
+        best = super().restart(at, -value, previous)
+        return None if best is None else -best
+
+    def fold(self, values: list[float]) -> None:
+        super().fold([-value for value in values])
 
 
 class _Series:
     """One rule's state for one series."""
 
     __slots__ = (
+        "bound",
         "calm",
         "clearing_since",
         "holds",
@@ -263,6 +305,8 @@ class _Series:
         "seen",
         "severity",
         "since",
+        "skippable",
+        "skipping",
         "state",
         "threshold",
         "value",
@@ -270,11 +314,11 @@ class _Series:
     )
 
     def __init__(self, rule: Rule, labels: dict[str, str]) -> None:
-        self.rule = rule
         self.labels = labels
         self.window = _window_for(rule)
-        self.calm = _calm_check(rule)
-        self.holds = _hold_checks(rule)
+        self.skipping = False  # a skippable window left out the calm values since
+        self.bound: CalmBound | None = None
+        self.set_rule(rule)
         self.state = AlertState.OK
         self.severity: Severity | None = None
         self.pending_since = 0.0
@@ -284,6 +328,26 @@ class _Series:
         self.value: float | None = None
         self.threshold: float | None = None
         self.seen = 0.0
+
+    def set_rule(self, rule: Rule) -> None:
+        """Take ``rule`` (at start, or a reload that keeps the series)."""
+        self.rule = rule
+        bound = _calm_bound(rule)
+        if self.skipping and not _looser(bound, self.bound):
+            # The values left out were calm for the old thresholds, maybe not for these.
+            self.window = _window_for(rule)
+            self.skipping = False
+        self.bound = bound
+        self.calm = _NEVER_CALM if bound is None else _gate((bound,))
+        self.holds = _hold_checks(rule)
+        # A maximum that is calm below a bound (or a minimum above one) has every value of
+        # its window calm; while they stay calm, the window need not keep them (see
+        # :meth:`MaxWindow.restart`).
+        self.skippable = (
+            bound is not None
+            and isinstance(self.window, MaxWindow)
+            and self.window.upward == bound[0]
+        )
 
     def event(self, kind: EventKind, at: float) -> AlertEvent:
         return AlertEvent(
@@ -326,26 +390,66 @@ def _window_for(rule: Rule) -> Window | None:
 
 # A calm check for thresholds that come from the sample: never calm, always decide.
 _NEVER_CALM: Callable[[float], bool] = frozenset[float]().__contains__
+# A value gate that lets every number through (a NaN takes the slow path, which is exact).
+_ANY_VALUE: Callable[[float], bool] = (-math.inf).__le__
 
 
-def _calm_check(rule: Rule) -> Callable[[float], bool]:
-    """For fixed thresholds, a test that is True when a value breaches neither: the common
-    case, decided with one comparison. Never True when a threshold comes from the sample."""
+# A value is calm for a rule when it breaches neither threshold: (upward, strict, level)
+# is "below the level" for `>` (strictly below for `>=`), "above" for `<` (`<=`). Plain
+# values: the bounds of a path's series are hashed on every decision.
+CalmBound = tuple[bool, bool, float]
+
+
+def _calm_bound(rule: Rule) -> CalmBound | None:
+    """For fixed thresholds, the bound a calm value stays within; None when a threshold
+    comes from the sample (never calm: always decide)."""
     levels = [t.value for t in (rule.warning, rule.critical) if t is not None]
     fixed = [v for v in levels if v is not None]
     if not fixed or len(fixed) != len(levels):
-        return _NEVER_CALM
+        return None
     op = rule.op
-    lowest = float(
-        min(fixed) if op.upward else max(fixed)
-    )  # float: int.__ge__(float) is NotImplemented
-    # `lowest.__ge__(value)` is `value <= lowest`: for `>`, calm means not above the lowest.
-    return {
-        Comparison.ABOVE: lowest.__ge__,
-        Comparison.AT_LEAST: lowest.__gt__,
-        Comparison.BELOW: lowest.__le__,
-        Comparison.AT_MOST: lowest.__lt__,
-    }[op]
+    strict = op in (Comparison.AT_LEAST, Comparison.AT_MOST)  # `>=`: calm strictly below
+    # float: int.__ge__(float) is NotImplemented
+    return op.upward, strict, float(min(fixed) if op.upward else max(fixed))
+
+
+@functools.cache
+def _gate(bounds: tuple[CalmBound, ...]) -> Callable[[float], bool]:
+    """A test that is True when a value is calm for every bound: the common case, decided
+    with one C-level comparison (two when the bounds point both ways)."""
+    checks = []
+    upward = [(level, strict) for up, strict, level in bounds if up]
+    if upward:  # calm below the lowest: `lowest.__ge__(value)` is `value <= lowest`
+        lowest, strict = min(upward, key=lambda bound: (bound[0], not bound[1]))
+        checks.append(lowest.__gt__ if strict else lowest.__ge__)
+    downward = [(level, strict) for up, strict, level in bounds if not up]
+    if downward:  # calm above the highest
+        highest, strict = max(downward, key=lambda bound: (bound[0], bound[1]))
+        checks.append(highest.__lt__ if strict else highest.__le__)
+    if not checks:
+        return _ANY_VALUE
+    if len(checks) == 1:
+        return checks[0]
+    below, above = checks
+    return lambda value: below(value) and above(value)
+
+
+def _looser(new: CalmBound | None, old: CalmBound | None) -> bool:
+    """Whether every value calm for ``old`` is calm for ``new``."""
+    if new is None or old is None or new[0] != old[0]:
+        return False
+    upward, new_strict, new_level = new
+    _, old_strict, old_level = old
+    if new_level != old_level:
+        return new_level > old_level if upward else new_level < old_level
+    return old_strict or not new_strict
+
+
+def _calm_check(rule: Rule) -> Callable[[float], bool]:
+    """For fixed thresholds, a test that is True when a value breaches neither. Never True
+    when a threshold comes from the sample."""
+    bound = _calm_bound(rule)
+    return _NEVER_CALM if bound is None else _gate((bound,))
 
 
 # `threshold.__lt__(value)` is `value > threshold`: each comparison as one C-level call.
@@ -449,21 +553,63 @@ class _Path:
         self.rules: list[_Compiled] = []
 
 
+class _Feed:
+    """The series one :class:`_Path` feeds on one host, and what lets most ticks skip them.
+
+    Windowed series decide only when a bucket opens, and a ``last`` series that is ok
+    needs no decision while its value is calm. So until ``due`` (the earliest end of the
+    windows' open buckets), a value that ``calm`` passes (the ``last`` series' calm check,
+    when there is one) is only kept in ``buffer``; the next tick that needs a decision
+    first folds the buffer into every window in one call each, then steps each series.
+    """
+
+    __slots__ = ("buffer", "calm", "due", "seen", "series")
+
+    def __init__(self, series: list[_Series]) -> None:
+        self.series = series
+        self.buffer: list[float] = []  # values since `due` was set, in every open bucket
+        self.calm = _ANY_VALUE
+        self.due = -math.inf  # no window has a bucket open yet: decide
+        self.seen = -math.inf  # the latest sample with a value (series.seen lags behind)
+
+    def flush(self) -> None:
+        """Fold the kept values into the windows and bring each series' ``seen`` up to
+        date: before the series are stepped, swept or looked up again."""
+        buffer = self.buffer
+        if buffer:
+            for series in self.series:
+                if series.window is not None and not series.skipping:
+                    series.window.fold(buffer)
+            buffer.clear()
+        seen = self.seen
+        for series in self.series:
+            if seen > series.seen:
+                series.seen = seen
+
+
 class _Host:
     """What the engine keeps per host to make a sample cheap to evaluate."""
 
-    __slots__ = ("feeds", "latest", "oldest", "tables")
+    __slots__ = ("feeds", "kept", "latest", "oldest", "tables")
 
     def __init__(
         self, paths: int, tables: list[tuple[_Compiled, dict[tuple[str, ...], _Series | None]]]
     ) -> None:
         # per _Path: the series it feeds on this host; None until looked up (again)
-        self.feeds: list[list[_Series] | None] = [None] * paths
+        self.feeds: list[_Feed | None] = [None] * paths
         self.tables = tables  # each rule with a `*` and its series table for this host
+        self.kept = 0  # samples since the feeds' buffers were last flushed all at once
         self.latest = 0.0  # the time of the host's latest sample
         # no series of this host was seen before this: sweep skips the host until
         # `latest - oldest` passes `stale_after`
         self.oldest = -math.inf
+
+    def flush(self) -> None:
+        """Every feed's kept values into its windows: before the feeds are looked up again."""
+        self.kept = 0
+        for feed in self.feeds:
+            if feed is not None:
+                feed.flush()
 
 
 def _leaves(
@@ -489,6 +635,9 @@ def _leaves(
 
 
 _OK = AlertState.OK
+# A feed keeps at most this many values between decisions (a bucket's worth at 1 s ticks
+# is up to 60 of them).
+KEPT_SAMPLES = 1024
 
 
 class AlertEngine:
@@ -516,6 +665,8 @@ class AlertEngine:
 
         Firing series of rules that are gone are resolved (stamped ``at``).
         """
+        for state in self._hosts.values():
+            state.flush()  # the windows may be replaced, the feeds are looked up again
         old = {c.rule.name: c for c in [*self._compiled, *self._offline]}
         self.rules = rules
         self._compiled, self._offline = [], []
@@ -531,11 +682,10 @@ class AlertEngine:
                             continue  # selectors may have changed: decide again
                         if not rule.selects(series.labels):
                             continue
-                        series.rule = rule
-                        series.calm = _calm_check(rule)
-                        series.holds = _hold_checks(rule)
                         if same_data != (rule.metric, rule.aggregate, rule.window):
                             series.window = _window_for(rule)
+                            series.skipping = False
+                        series.set_rule(rule)
                         kept[values] = series
             if rule.metric == HOST_OFFLINE_METRIC:
                 self._offline.append(compiled)
@@ -572,9 +722,12 @@ class AlertEngine:
         if state is None:
             state = self._host(host)
         state.latest = at
+        state.kept += 1
+        if state.kept > KEPT_SAMPLES:
+            state.flush()  # a host sending many samples a tick: the buffers stay bounded
         feeds = state.feeds
-        # Called for every host's every sample: what follows is the whole cost of a calm
-        # series (one lookup shared by the rules of a path, the window, one comparison).
+        # Called for every host's every sample: what follows is the whole cost of a path
+        # whose series have nothing to decide (one lookup, one comparison, one append).
         for index, path in enumerate(self._paths):
             value = values.get(path.head)
             parent = values
@@ -588,15 +741,11 @@ class AlertEngine:
             feed = feeds[index]
             if feed is None:
                 feed = feeds[index] = self._feed(path, host)
-            for fed in feed:
-                window = fed.window
-                aggregate = value if window is None else window.add(at, value)
-                fed.seen = at
-                if aggregate is None:
-                    continue  # still filling the window: no verdict either way
-                if fed.state is _OK and fed.calm(aggregate):
-                    continue  # the common case: all is well, nothing to decide
-                self._decide(fed, at, aggregate, parent, events)
+            if at < feed.due and feed.calm(value):
+                feed.buffer.append(value)  # no bucket opens, no `last` series to decide
+                feed.seen = at
+                continue
+            self._step_feed(feed, at, value, parent, events)
         for compiled, table in state.tables:
             root = values.get(compiled.parts[0])
             leaf = compiled.leaf
@@ -660,6 +809,7 @@ class AlertEngine:
         if not suspects:
             return events
         for state in suspects.values():
+            state.flush()  # the series' `seen` up to date
             state.oldest = state.latest  # lowered to the oldest series kept, below
         for compiled in self._compiled:
             for host, table in compiled.series.items():
@@ -696,7 +846,7 @@ class AlertEngine:
         state = self._hosts[host] = _Host(len(self._paths), tables)
         return state
 
-    def _feed(self, path: _Path, host: str) -> list[_Series]:
+    def _feed(self, path: _Path, host: str) -> _Feed:
         """The series ``path`` feeds on ``host``, made on the first number seen."""
         feed = []
         for compiled in path.rules:
@@ -704,7 +854,7 @@ class AlertEngine:
             series = table[()] if () in table else self._new_series(compiled, host, (), table)
             if series is not None:
                 feed.append(series)
-        return feed
+        return _Feed(feed)
 
     def _new_series(
         self,
@@ -720,6 +870,53 @@ class AlertEngine:
         return series
 
     # The state machine
+
+    def _step_feed(
+        self, feed: _Feed, at: float, value: float, siblings: Any, events: list[AlertEvent]
+    ) -> None:
+        """Step every series of ``feed`` (a tick that may need a decision), then set how
+        long the following ticks can skip them."""
+        previous = feed.seen
+        feed.seen = at
+        buffer = feed.buffer
+        due = math.inf  # the earliest end of a kept window's open bucket
+        calm: list[CalmBound] = []  # what the next values must stay within to be skipped
+        for series in feed.series:
+            window = series.window
+            aggregate: float | None
+            if window is None:
+                aggregate = value
+            elif series.skipping:
+                if series.calm(value):
+                    series.seen = at
+                    calm.append(series.bound)  # type: ignore[arg-type]  # skippable
+                    continue
+                series.skipping = False
+                # The series' own `seen` when the feed is new (looked up again).
+                last = series.seen if series.seen > previous else previous
+                aggregate = window.restart(at, value, last)  # type: ignore[attr-defined]
+            else:
+                if buffer:
+                    window.fold(buffer)
+                aggregate = window.add(at, value)
+            series.seen = at
+            if aggregate is not None:
+                if series.state is not _OK or not series.calm(aggregate):
+                    self._decide(series, at, aggregate, siblings, events)
+                elif series.skippable:
+                    series.skipping = True  # calm: every value in the window is
+                    calm.append(series.bound)  # type: ignore[arg-type]  # skippable
+                    continue
+            if window is not None:
+                if window.end < due:
+                    due = window.end
+            elif series.state is _OK and series.bound is not None:
+                calm.append(series.bound)  # `last`: nothing to decide while ok and calm
+            else:
+                due = -math.inf
+        buffer.clear()
+        feed.due = due
+        feed.calm = _gate(tuple(calm))
 
     def _step(
         self,
@@ -737,7 +934,7 @@ class AlertEngine:
         else:
             aggregate = window.add(at, value)
             if aggregate is None:
-                return  # still filling the window: no verdict either way
+                return  # no bucket opened, or still filling the window: no verdict
         if series.state is _OK and series.calm(aggregate):
             return  # the common case: all is well, nothing to decide
         self._decide(series, at, aggregate, siblings, events)
@@ -872,6 +1069,7 @@ class AlertEngine:
             compiled.series.setdefault(clean["host"], {})[values] = series
             state = self._hosts.get(clean["host"])
             if state is not None:  # look the host's series up again, stale ones too
+                state.flush()
                 state.feeds = [None] * len(self._paths)
                 state.oldest = -math.inf
             restored += 1
