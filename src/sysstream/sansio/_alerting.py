@@ -154,6 +154,12 @@ class Window:
         """Add values that fall in the open bucket (taken before :attr:`end`), in order."""
         raise NotImplementedError
 
+    def fold_and_add(self, kept: list[float], at: float, value: float) -> float | None:
+        """:meth:`fold` ``kept`` (if any), then :meth:`add`: a decision's one call."""
+        if kept:
+            self.fold(kept)
+        return self.add(at, value)
+
     def _open(self, at: float) -> float:
         """Open the bucket ``at`` falls in; returns the horizon (older buckets leave)."""
         if self._ready_at == math.inf:
@@ -182,33 +188,47 @@ class AverageWindow(Window):
             self._open_total += value
             self._open_count += 1
             return None
-        self._roll(at, value)
-        if at < self._ready_at:
-            return None
-        return (self._total + value) / (self._count + 1)
+        return self._roll(at, value)
 
     def fold(self, values: list[float]) -> None:
         # A left fold, as `add` would have summed them one by one (sum() rounds otherwise).
         self._open_total = functools.reduce(operator.add, values, self._open_total)
         self._open_count += len(values)
 
-    def _roll(self, at: float, value: float) -> None:
+    def fold_and_add(self, kept: list[float], at: float, value: float) -> float | None:
+        if kept:
+            self._open_total = functools.reduce(operator.add, kept, self._open_total)
+            self._open_count += len(kept)
+        if at < self.end:
+            self._open_total += value
+            self._open_count += 1
+            return None
+        return self._roll(at, value)
+
+    def _roll(self, at: float, value: float) -> float | None:
+        """Close the open bucket, open the one ``at`` falls in with ``value``; returns the
+        aggregate once trusted."""
         buckets = self._buckets
+        total, count = self._total, self._count
         if self._open_count:
             buckets.append((self._start, self._open_total, self._open_count))
-            self._total += self._open_total
-            self._count += self._open_count
+            total += self._open_total
+            count += self._open_count
             self._closes += 1
             if self._closes >= 4096:  # bound the float error of the running sum
                 self._closes = 0
-                self._total = sum(total for _, total, _ in buckets)
+                total = sum(bucket[1] for bucket in buckets)
         horizon = self._open(at)
         while buckets and buckets[0][0] <= horizon:
-            _, total, count = buckets.popleft()
-            self._total -= total
-            self._count -= count
+            _, gone, gone_count = buckets.popleft()
+            total -= gone
+            count -= gone_count
+        self._total, self._count = total, count
         self._open_total = value
         self._open_count = 1
+        if at < self._ready_at:
+            return None
+        return (total + value) / (count + 1)
 
 
 class MaxWindow(Window):
@@ -563,11 +583,27 @@ class _Feed:
     first folds the buffer into every window in one call each, then steps each series.
     """
 
-    __slots__ = ("buffer", "calm", "due", "seen", "series")
+    __slots__ = (
+        "bounds",
+        "buffer",
+        "calm",
+        "deeper",
+        "due",
+        "head",
+        "key",
+        "path",
+        "seen",
+        "series",
+    )
 
-    def __init__(self, series: list[_Series]) -> None:
-        self.series = series
+    def __init__(self, path: _Path) -> None:
+        self.path = path
+        self.head = path.head  # the path, split for the lookup on every sample
+        self.key = path.keys[0] if path.keys else None
+        self.deeper = path.keys[1:]
+        self.series: list[_Series] | None = None  # made on the first number seen
         self.buffer: list[float] = []  # values since `due` was set, in every open bucket
+        self.bounds: list[CalmBound] = []  # what `calm` was made of
         self.calm = _ANY_VALUE
         self.due = -math.inf  # no window has a bucket open yet: decide
         self.seen = -math.inf  # the latest sample with a value (series.seen lags behind)
@@ -576,6 +612,9 @@ class _Feed:
         """Fold the kept values into the windows and bring each series' ``seen`` up to
         date: before the series are stepped, swept or looked up again."""
         buffer = self.buffer
+        if self.series is None:
+            buffer.clear()
+            return
         if buffer:
             for series in self.series:
                 if series.window is not None and not series.skipping:
@@ -586,6 +625,13 @@ class _Feed:
             if seen > series.seen:
                 series.seen = seen
 
+    def siblings(self, values: Mapping[str, Any]) -> Any:
+        """The object holding this path's value in ``values`` (a sensor's `high` is there)."""
+        parent: Any = values
+        for key in (self.head, *self.path.keys)[:-1]:
+            parent = parent.get(key)
+        return parent
+
 
 class _Host:
     """What the engine keeps per host to make a sample cheap to evaluate."""
@@ -593,10 +639,11 @@ class _Host:
     __slots__ = ("feeds", "kept", "latest", "oldest", "tables")
 
     def __init__(
-        self, paths: int, tables: list[tuple[_Compiled, dict[tuple[str, ...], _Series | None]]]
+        self,
+        paths: list[_Path],
+        tables: list[tuple[_Compiled, dict[tuple[str, ...], _Series | None]]],
     ) -> None:
-        # per _Path: the series it feeds on this host; None until looked up (again)
-        self.feeds: list[_Feed | None] = [None] * paths
+        self.feeds = [_Feed(path) for path in paths]  # per _Path, its series on this host
         self.tables = tables  # each rule with a `*` and its series table for this host
         self.kept = 0  # samples since the feeds' buffers were last flushed all at once
         self.latest = 0.0  # the time of the host's latest sample
@@ -608,8 +655,12 @@ class _Host:
         """Every feed's kept values into its windows: before the feeds are looked up again."""
         self.kept = 0
         for feed in self.feeds:
-            if feed is not None:
-                feed.flush()
+            feed.flush()
+
+    def look_up_again(self) -> None:
+        """Forget which series each path feeds (some were dropped, or restored)."""
+        self.flush()
+        self.feeds = [_Feed(feed.path) for feed in self.feeds]
 
 
 def _leaves(
@@ -725,27 +776,27 @@ class AlertEngine:
         state.kept += 1
         if state.kept > KEPT_SAMPLES:
             state.flush()  # a host sending many samples a tick: the buffers stay bounded
-        feeds = state.feeds
         # Called for every host's every sample: what follows is the whole cost of a path
         # whose series have nothing to decide (one lookup, one comparison, one append).
-        for index, path in enumerate(self._paths):
-            value = values.get(path.head)
-            parent = values
-            for key in path.keys:
+        for feed in state.feeds:
+            value = values.get(feed.head)
+            key = feed.key
+            if key is not None:
                 if type(value) is not dict:
-                    value = None
-                    break
-                parent, value = value, value.get(key)
+                    continue
+                value = value.get(key)
+                for key in feed.deeper:
+                    if type(value) is not dict:
+                        value = None
+                        break
+                    value = value.get(key)
             if type(value) is not float and type(value) is not int:
                 continue  # absent, null (a rate's first tick) or not a number
-            feed = feeds[index]
-            if feed is None:
-                feed = feeds[index] = self._feed(path, host)
             if at < feed.due and feed.calm(value):
                 feed.buffer.append(value)  # no bucket opens, no `last` series to decide
                 feed.seen = at
                 continue
-            self._step_feed(feed, at, value, parent, events)
+            self._step_feed(feed, host, at, value, values, events)
         for compiled, table in state.tables:
             root = values.get(compiled.parts[0])
             leaf = compiled.leaf
@@ -765,6 +816,9 @@ class AlertEngine:
                         series = self._new_series(compiled, host, label_values, table)
                         if series is None:
                             continue
+                    if series.window is None and series.state is _OK and series.calm(number):
+                        series.seen = at  # `last`, ok and calm: nothing to decide
+                        continue
                     self._step(series, at, number, item, events)
                 continue
             if root is None:
@@ -831,7 +885,7 @@ class AlertEngine:
                     if series.state is AlertState.FIRING:
                         events.append(self._resolve(series, latest))
                 if gone:
-                    suspect.feeds = [None] * len(self._paths)
+                    suspect.look_up_again()
         return events
 
     def forget_host(self, host: str) -> None:
@@ -843,10 +897,10 @@ class AlertEngine:
         for compiled in self._compiled:  # every rule's table, so sweep sees hosts in order
             compiled.series.setdefault(host, {})
         tables = [(compiled, compiled.series[host]) for compiled in self._wild]
-        state = self._hosts[host] = _Host(len(self._paths), tables)
+        state = self._hosts[host] = _Host(self._paths, tables)
         return state
 
-    def _feed(self, path: _Path, host: str) -> _Feed:
+    def _feed(self, path: _Path, host: str) -> list[_Series]:
         """The series ``path`` feeds on ``host``, made on the first number seen."""
         feed = []
         for compiled in path.rules:
@@ -854,7 +908,7 @@ class AlertEngine:
             series = table[()] if () in table else self._new_series(compiled, host, (), table)
             if series is not None:
                 feed.append(series)
-        return _Feed(feed)
+        return feed
 
     def _new_series(
         self,
@@ -872,10 +926,19 @@ class AlertEngine:
     # The state machine
 
     def _step_feed(
-        self, feed: _Feed, at: float, value: float, siblings: Any, events: list[AlertEvent]
+        self,
+        feed: _Feed,
+        host: str,
+        at: float,
+        value: float,
+        values: Mapping[str, Any],
+        events: list[AlertEvent],
     ) -> None:
         """Step every series of ``feed`` (a tick that may need a decision), then set how
         long the following ticks can skip them."""
+        if feed.series is None:
+            feed.series = self._feed(feed.path, host)
+        siblings = None  # looked up for a decision only
         previous = feed.seen
         feed.seen = at
         buffer = feed.buffer
@@ -896,12 +959,12 @@ class AlertEngine:
                 last = series.seen if series.seen > previous else previous
                 aggregate = window.restart(at, value, last)  # type: ignore[attr-defined]
             else:
-                if buffer:
-                    window.fold(buffer)
-                aggregate = window.add(at, value)
+                aggregate = window.fold_and_add(buffer, at, value)
             series.seen = at
             if aggregate is not None:
                 if series.state is not _OK or not series.calm(aggregate):
+                    if siblings is None:
+                        siblings = feed.siblings(values)
                     self._decide(series, at, aggregate, siblings, events)
                 elif series.skippable:
                     series.skipping = True  # calm: every value in the window is
@@ -916,7 +979,9 @@ class AlertEngine:
                 due = -math.inf
         buffer.clear()
         feed.due = due
-        feed.calm = _gate(tuple(calm))
+        if calm != feed.bounds:  # the same bound objects, mostly: compared by identity
+            feed.bounds = calm
+            feed.calm = _gate(tuple(calm))
 
     def _step(
         self,
@@ -1069,8 +1134,7 @@ class AlertEngine:
             compiled.series.setdefault(clean["host"], {})[values] = series
             state = self._hosts.get(clean["host"])
             if state is not None:  # look the host's series up again, stale ones too
-                state.flush()
-                state.feeds = [None] * len(self._paths)
+                state.look_up_again()
                 state.oldest = -math.inf
             restored += 1
         return restored
