@@ -416,7 +416,7 @@ _ANY_VALUE: Callable[[float], bool] = (-math.inf).__le__
 
 # A value is calm for a rule when it breaches neither threshold: (upward, strict, level)
 # is "below the level" for `>` (strictly below for `>=`), "above" for `<` (`<=`). Plain
-# values: the bounds of a path's series are hashed on every decision.
+# values: a path's gate is looked up by its series' bounds.
 CalmBound = tuple[bool, bool, float]
 
 
@@ -576,11 +576,12 @@ class _Path:
 class _Feed:
     """The series one :class:`_Path` feeds on one host, and what lets most ticks skip them.
 
-    Windowed series decide only when a bucket opens, and a ``last`` series that is ok
-    needs no decision while its value is calm. So until ``due`` (the earliest end of the
-    windows' open buckets), a value that ``calm`` passes (the ``last`` series' calm check,
-    when there is one) is only kept in ``buffer``; the next tick that needs a decision
-    first folds the buffer into every window in one call each, then steps each series.
+    Windowed series decide only when a bucket opens; a ``last`` series that is ok, and a
+    skipping max/min window, need nothing while the value is calm. So until ``due`` (the
+    earliest end of the kept windows' open buckets), a value that ``calm`` passes (the
+    gate made of those series' bounds) is only appended to ``buffer``; the next tick that
+    needs a decision folds the buffer into each kept window in one call, then steps each
+    series.
     """
 
     __slots__ = (
