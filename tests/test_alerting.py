@@ -19,6 +19,7 @@ from sysstream.sansio import (
 )
 from sysstream.sansio._alerting import (
     BUCKETS,
+    KEPT_SAMPLES,
     WARM,
     AlertState,
     _calm_check,
@@ -83,6 +84,24 @@ def test_a_windowed_rule_decides_once_per_bucket() -> None:
         ("resolved", "warning", 600.0),
     ]
     assert events[0].value == 90.0
+
+
+def test_values_kept_between_decisions_stay_bounded() -> None:
+    rules = {
+        "now": {"metric": "memory", "aggregate": "last", "warning": 90},
+        "avg": {"metric": "cpu", "aggregate": "avg", "window": "5m", "warning": 90},
+    }
+    alerts = AlertEngine(parse_rules({"builtin": False, "rules": rules}))
+    kept = []
+    for second in range(400):
+        alerts.observe("h", T0 + second, {"cpu": 20.0, "memory": 20.0})
+        kept.append([len(feed.buffer) for feed in alerts._hosts["h"].feeds])
+    # `last` alone needs nothing kept; a 5-minute average keeps one 5-second bucket's values.
+    assert {memory for memory, _ in kept} == {0}
+    assert max(cpu for _, cpu in kept) == 4
+    for _ in range(5000):  # a host sending samples with one timestamp
+        alerts.observe("h", T0 + 402, {"cpu": 20.0, "memory": 20.0})
+    assert max(len(feed.buffer) for feed in alerts._hosts["h"].feeds) <= KEPT_SAMPLES
 
 
 def test_a_breach_shorter_than_for_is_cancelled_not_fired() -> None:

@@ -22,7 +22,7 @@ import hashlib
 import math
 import operator
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,11 +150,11 @@ class Window:
         window is trusted (covers enough of its span), else None."""
         raise NotImplementedError
 
-    def fold(self, values: list[float]) -> None:
+    def fold(self, values: Collection[float]) -> None:
         """Add values that fall in the open bucket (taken before :attr:`end`), in order."""
         raise NotImplementedError
 
-    def fold_and_add(self, kept: list[float], at: float, value: float) -> float | None:
+    def fold_and_add(self, kept: Collection[float], at: float, value: float) -> float | None:
         """:meth:`fold` ``kept`` (if any), then :meth:`add`: a decision's one call."""
         if kept:
             self.fold(kept)
@@ -190,12 +190,12 @@ class AverageWindow(Window):
             return None
         return self._roll(at, value)
 
-    def fold(self, values: list[float]) -> None:
+    def fold(self, values: Collection[float]) -> None:
         # A left fold, as `add` would have summed them one by one (sum() rounds otherwise).
         self._open_total = functools.reduce(operator.add, values, self._open_total)
         self._open_count += len(values)
 
-    def fold_and_add(self, kept: list[float], at: float, value: float) -> float | None:
+    def fold_and_add(self, kept: Collection[float], at: float, value: float) -> float | None:
         if kept:
             self._open_total = functools.reduce(operator.add, kept, self._open_total)
             self._open_count += len(kept)
@@ -268,7 +268,7 @@ class MaxWindow(Window):
                 return front
         return value
 
-    def fold(self, values: list[float]) -> None:
+    def fold(self, values: Collection[float]) -> None:
         best: float = self._open_best  # type: ignore[assignment]  # open: not None
         for value in values:  # as `add` compares them (max() differs on a NaN)
             if value > best:
@@ -306,7 +306,7 @@ class MinWindow(MaxWindow):
         best = super().restart(at, -value, previous)
         return None if best is None else -best
 
-    def fold(self, values: list[float]) -> None:
+    def fold(self, values: Collection[float]) -> None:
         super().fold([-value for value in values])
 
 
@@ -573,6 +573,10 @@ class _Path:
         self.rules: list[_Compiled] = []
 
 
+# A buffer that keeps nothing (appending to it discards the value).
+_DISCARD: deque[float] = deque(maxlen=0)
+
+
 class _Feed:
     """The series one :class:`_Path` feeds on one host, and what lets most ticks skip them.
 
@@ -603,7 +607,9 @@ class _Feed:
         self.key = path.keys[0] if path.keys else None
         self.deeper = path.keys[1:]
         self.series: list[_Series] | None = None  # made on the first number seen
-        self.buffer: list[float] = []  # values since `due` was set, in every open bucket
+        # values since `due` was set, in every kept window's open bucket; none are kept
+        # while no window needs them (a path of `last` and skipping series only)
+        self.buffer: deque[float] = _DISCARD
         self.bounds: list[CalmBound] = []  # what `calm` was made of
         self.calm = _ANY_VALUE
         self.due = -math.inf  # no window has a bucket open yet: decide
@@ -978,7 +984,12 @@ class AlertEngine:
                 calm.append(series.bound)  # `last`: nothing to decide while ok and calm
             else:
                 due = -math.inf
-        buffer.clear()
+        if due == math.inf:
+            feed.buffer = _DISCARD  # no window to fold values into
+        elif buffer is _DISCARD:
+            feed.buffer = deque()
+        else:
+            buffer.clear()
         feed.due = due
         if calm != feed.bounds:  # the same bound objects, mostly: compared by identity
             feed.bounds = calm
