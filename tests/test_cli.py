@@ -100,6 +100,23 @@ async def test_watch_prints_live_values() -> None:
     assert len(lines) == 3 and all("memory=" in line and "disk=" in line for line in lines)
 
 
+async def test_watch_piped_into_a_reader_that_leaves_stops_quietly() -> None:
+    def read_one_line_then_leave(port: int) -> tuple[int, bytes]:
+        # As `sysstream watch | head -1` does: read a line, close the pipe.
+        command = [*SYSSTREAM, "watch", f"127.0.0.1:{port}"]
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as watcher:
+            assert watcher.stdout is not None and watcher.stderr is not None
+            while b"cpu=" not in watcher.stdout.readline():
+                pass
+            watcher.stdout.close()
+            code = watcher.wait(timeout=10)
+            return code, watcher.stderr.read()
+
+    async with serve("--interval", "0.2") as (_process, port):
+        code, error = await asyncio.wait_for(asyncio.to_thread(read_one_line_then_leave, port), 20)
+    assert (code, error) == (0, b"")
+
+
 async def test_watch_reconnects_when_the_server_comes_back() -> None:
     async with serve("--interval", "0.2") as (process, port):
         watcher = await asyncio.create_subprocess_exec(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Coroutine
@@ -258,6 +259,10 @@ def watch_command(
                 asyncio.run(print_lines(endpoint, token, count))
     except Refused as exc:
         _stop(str(exc))
+    except BrokenPipeError:
+        # Whoever read our lines has gone (`sysstream watch | head`): stop quietly, as
+        # cat does. stdout goes to /dev/null so the interpreter's last flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, TimeoutError, WebSocketException) as exc:
         _stop(f"cannot reach {endpoint.shown}: {describe_failure(exc)}")
 
