@@ -22,6 +22,7 @@ from sysstream.sansio._alerting import (
     KEPT_SAMPLES,
     WARM,
     AlertState,
+    _calm_bound,
     _calm_check,
     _gate,
     _hold_checks,
@@ -393,7 +394,7 @@ def test_the_one_comparison_shortcuts_agree_with_the_state_machine(
         critical=None if critical is None else Threshold(critical),
         clear=clear,
     )
-    calm, holds = _calm_check(rule), _hold_checks(rule)
+    calm, holds = _calm_check(_calm_bound(rule)), _hold_checks(rule)
     expected = {Severity.WARNING} if critical is None else {Severity.CRITICAL}
     if warning is not None and critical is not None:
         expected.add(Severity.WARNING)
@@ -531,7 +532,7 @@ def test_a_path_gate_is_calm_exactly_when_every_rule_on_it_is(
     checks = []
     for op, level in bounds:
         rule = Rule("r", "cpu", op=op, warning=Threshold(float(level)))
-        checks.append(_calm_check(rule))
+        checks.append(_calm_check(_calm_bound(rule)))
     gate = _gate(
         tuple(
             (op.upward, op in (Comparison.AT_LEAST, Comparison.AT_MOST), float(level))

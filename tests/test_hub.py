@@ -11,7 +11,7 @@ import pytest
 from sysstream import MetricsHub, Sample, View
 from sysstream._registry import DEFAULT_FIELDS
 from sysstream.sampling import LocalSource
-from sysstream.sansio._fanout import Offer, Outbox, OutboxState
+from sysstream.sansio._fanout import Offer, Outbox
 from sysstream.sansio._session import ControlSession, Reply
 from sysstream.stream import ViewLimitError
 from sysstream.stream._hub import HubState
@@ -68,7 +68,7 @@ class ListSink:
 
     @property
     def dropped(self) -> bool:
-        return self.outbox.state is OutboxState.DROPPED
+        return self.outbox.dropped
 
     def listen(self, listener: SinkListener | None) -> None:
         pass  # never ready: the hub keeps it among the sinks it calls deliver on

@@ -358,7 +358,7 @@ class _Series:
             self.window = _window_for(rule)
             self.skipping = False
         self.bound = bound
-        self.calm = _NEVER_CALM if bound is None else _gate((bound,))
+        self.calm = _calm_check(bound)
         self.holds = _hold_checks(rule)
         # A maximum that is calm below a bound (or a minimum above one) has every value of
         # its window calm; while they stay calm, the window need not keep them (see
@@ -465,10 +465,9 @@ def _looser(new: CalmBound | None, old: CalmBound | None) -> bool:
     return old_strict or not new_strict
 
 
-def _calm_check(rule: Rule) -> Callable[[float], bool]:
-    """For fixed thresholds, a test that is True when a value breaches neither. Never True
-    when a threshold comes from the sample."""
-    bound = _calm_bound(rule)
+def _calm_check(bound: CalmBound | None) -> Callable[[float], bool]:
+    """For a rule's :func:`_calm_bound`, a test that is True when a value breaches neither
+    threshold. Never True when a threshold comes from the sample (no bound)."""
     return _NEVER_CALM if bound is None else _gate((bound,))
 
 

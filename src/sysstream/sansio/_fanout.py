@@ -78,6 +78,11 @@ class Outbox(Generic[M]):
     def is_stalled(self, now: float) -> bool:
         return self.state is OutboxState.HELD and now - self.held_since >= self.stall_timeout
 
+    @property
+    def dropped(self) -> bool:
+        """True once the client was cut for stalling."""
+        return self.state is OutboxState.DROPPED
+
     def drop(self) -> None:
         """The client stalled: nothing more goes to it (it is to be cut)."""
         self.state = OutboxState.DROPPED

@@ -25,7 +25,6 @@ __all__ = ["AsgiSink", "Sink", "SinkListener", "TransportSink", "Write"]
 
 logger = logging.getLogger("sysstream")
 FREE = OutboxState.FREE
-DROPPED = OutboxState.DROPPED
 
 
 Write = Callable[[bytes], object]
@@ -90,7 +89,7 @@ class TransportSink:
 
     @property
     def dropped(self) -> bool:
-        return self.outbox.state is DROPPED
+        return self.outbox.dropped
 
     def listen(self, listener: SinkListener | None) -> None:
         self._listener = listener
@@ -160,7 +159,7 @@ class AsgiSink:
 
     @property
     def dropped(self) -> bool:
-        return self.outbox.state is DROPPED
+        return self.outbox.dropped
 
     def listen(self, listener: SinkListener | None) -> None:
         """Never ready for plain writes: every message goes through :meth:`deliver`."""
