@@ -99,7 +99,7 @@ class _QueueRecorder:
     def record(self, sample: Sample) -> None:
         # On the fan-out path for every host's every tick: enqueue, inlined.
         if len(self._queue) < QUEUE_SIZE and self._evaluator._queued.is_set():
-            self._queue.append((self.host, sample.timestamp, sample.values))
+            self._queue.append((self.host, sample))
         else:
             self._evaluator.enqueue(self.host, sample)
 
@@ -132,9 +132,8 @@ class AlertEvaluator:
         self.evaluations = 0
         self.evaluation_seconds = 0.0  # CPU spent in the engine, for /metrics and benchmarks
         # A deque and an event, not an asyncio.Queue: enqueue runs on the fan-out path for
-        # every host's every tick, and this is a fraction of a Queue's cost. Each entry is
-        # what the engine takes: (host, taken at, values).
-        self._queue: deque[tuple[str, float, dict[str, Any]]] = deque()
+        # every host's every tick, and this is a fraction of a Queue's cost.
+        self._queue: deque[tuple[str, Sample]] = deque()
         self._queued = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._processed = asyncio.Condition()
@@ -150,7 +149,7 @@ class AlertEvaluator:
         if len(queue) >= QUEUE_SIZE:
             self.dropped_samples += 1
             return
-        queue.append((host, sample.timestamp, sample.values))
+        queue.append((host, sample))
         if not self._queued.is_set():
             self._queued.set()
 
@@ -254,7 +253,10 @@ class AlertEvaluator:
             queue = self._queue
             batch = [queue.popleft() for _ in range(min(len(queue), 5000))]
             started = time.perf_counter()
-            events = self.engine.observe_many(batch)
+            events: list[AlertEvent] = []
+            for host, sample in batch:
+                if sample.values:
+                    events += self.engine.observe(host, sample.timestamp, sample.values)
             self.evaluations += len(batch)
             if loop.time() >= next_housekeeping:
                 next_housekeeping = loop.time() + HOUSEKEEPING_SECONDS

@@ -433,72 +433,25 @@ def _calm_bound(rule: Rule) -> CalmBound | None:
     return op.upward, strict, float(min(fixed) if op.upward else max(fixed))
 
 
-def _edges(
-    bounds: Iterable[CalmBound],
-) -> tuple[tuple[float, bool] | None, tuple[float, bool] | None]:
-    """The calm range's upper and lower edge, each (level, strict) or None (open): calm
-    below the lowest upward bound (strictly, if the tighter one is strict), above the
-    highest downward one."""
-    upward = [(level, strict) for up, strict, level in bounds if up]
-    downward = [(level, strict) for up, strict, level in bounds if not up]
-    high = min(upward, key=lambda bound: (bound[0], not bound[1])) if upward else None
-    low = max(downward, key=lambda bound: (bound[0], bound[1])) if downward else None
-    return high, low
-
-
 @functools.cache
 def _gate(bounds: tuple[CalmBound, ...]) -> Callable[[float], bool]:
     """A test that is True when a value is calm for every bound: the common case, decided
     with one C-level comparison (two when the bounds point both ways)."""
     checks = []
-    high, low = _edges(bounds)
-    if high is not None:  # calm below: `level.__ge__(value)` is `value <= level`
-        level, strict = high
-        checks.append(level.__gt__ if strict else level.__ge__)
-    if low is not None:  # calm above
-        level, strict = low
-        checks.append(level.__lt__ if strict else level.__le__)
+    upward = [(level, strict) for up, strict, level in bounds if up]
+    if upward:  # calm below the lowest: `lowest.__ge__(value)` is `value <= lowest`
+        lowest, strict = min(upward, key=lambda bound: (bound[0], not bound[1]))
+        checks.append(lowest.__gt__ if strict else lowest.__ge__)
+    downward = [(level, strict) for up, strict, level in bounds if not up]
+    if downward:  # calm above the highest
+        highest, strict = max(downward, key=lambda bound: (bound[0], bound[1]))
+        checks.append(highest.__lt__ if strict else highest.__le__)
     if not checks:
         return _ANY_VALUE
     if len(checks) == 1:
         return checks[0]
     below, above = checks
     return lambda value: below(value) and above(value)
-
-
-# One host's row of path values is calm when, for each check (compare, levels),
-# ``all(map(compare, levels, row))``: four comparisons, a level per path (an open edge
-# is an infinity, always passed but by an infinite value, which then takes the slow path).
-RowChecks = tuple[tuple[Callable[[float, float], bool], tuple[float, ...]], ...]
-
-
-@functools.lru_cache(maxsize=4096)
-def _row_checks(gates: tuple[tuple[CalmBound, ...], ...]) -> RowChecks:
-    """The checks that pass a row (one value per path) exactly when every path's
-    :func:`_gate` of ``gates`` passes its value: a few C-level loops over the row."""
-    levels: dict[Callable[[float, float], bool], list[float]] = {
-        operator.ge: [],  # level >= value: calm below a `>` bound
-        operator.gt: [],  # level > value: calm strictly below a `>=` bound
-        operator.le: [],  # level <= value: calm above a `<` bound
-        operator.lt: [],  # level < value: calm strictly above a `<=` bound
-    }
-    used = set()
-    for bounds in gates:
-        high, low = _edges(bounds)
-        for edge, loose, tight, open_ in (
-            (high, operator.ge, operator.gt, math.inf),
-            (low, operator.le, operator.lt, -math.inf),
-        ):
-            level, strict = edge if edge is not None else (open_, False)
-            compare = tight if strict else loose
-            other = loose if strict else tight
-            levels[compare].append(level)
-            levels[other].append(open_)
-            if edge is not None:
-                used.add(compare)
-    if not used:
-        used.add(operator.le)  # no bound at all: still a number, not NaN (as `_ANY_VALUE`)
-    return tuple((compare, tuple(levels[compare])) for compare in levels if compare in used)
 
 
 def _looser(new: CalmBound | None, old: CalmBound | None) -> bool:
@@ -656,7 +609,7 @@ class _Feed:
         # values since `due` was set, in every kept window's open bucket; none are kept
         # while no window needs them (a path of `last` and skipping series only)
         self.buffer: deque[float] = _DISCARD
-        self.bounds: tuple[CalmBound, ...] = ()  # what `calm` was made of
+        self.bounds: list[CalmBound] = []  # what `calm` was made of
         self.calm = _ANY_VALUE
         self.due = -math.inf  # no window has a bucket open yet: decide
         self.seen = -math.inf  # the latest sample with a value (series.seen lags behind)
@@ -687,36 +640,15 @@ class _Feed:
 
 
 class _Host:
-    """What the engine keeps per host to make a sample cheap to evaluate.
+    """What the engine keeps per host to make a sample cheap to evaluate."""
 
-    Most samples need nothing of any path: every feed is before its ``due`` and its value
-    is calm. The engine reads all the paths' values at once into a row (one tuple, a few
-    C calls) and checks the row against every feed's gate at once (:func:`_row_checks`);
-    a row that passes is only appended to ``rows``, which :meth:`spread` hands to the
-    feeds, value by value as each would have kept them, before any feed is stepped.
-    """
-
-    __slots__ = (
-        "checks",
-        "due",
-        "feeds",
-        "gates",
-        "host",
-        "kept",
-        "latest",
-        "oldest",
-        "rows",
-        "seen",
-        "tables",
-    )
+    __slots__ = ("feeds", "kept", "latest", "oldest", "tables")
 
     def __init__(
         self,
-        host: str,
         paths: list[_Path],
         tables: list[tuple[_Compiled, dict[tuple[str, ...], _Series | None]]],
     ) -> None:
-        self.host = host
         self.feeds = [_Feed(path) for path in paths]  # per _Path, its series on this host
         self.tables = tables  # each rule with a `*` and its series table for this host
         self.kept = 0  # samples since the feeds' buffers were last flushed all at once
@@ -724,41 +656,10 @@ class _Host:
         # no series of this host was seen before this: sweep skips the host until
         # `latest - oldest` passes `stale_after`
         self.oldest = -math.inf
-        # calm rows not yet spread to the feeds: none while no feed keeps values (`due`
-        # is infinite: no window, only `last` series or skipping max/min windows)
-        self.rows: list[tuple[float, ...]] = []
-        self.seen = -math.inf  # the latest calm row's time, until spread
-        self.due = -math.inf  # the feeds' earliest `due`: step them all
-        self.checks: RowChecks = ()
-        self.gates: tuple[Callable[[float], bool], ...] = ()  # what `checks` was made of
-
-    def spread(self) -> None:
-        """Give each feed its column of the kept rows, as it would have kept them."""
-        seen = self.seen
-        if seen == -math.inf:
-            return  # no row since the last spread
-        rows = self.rows
-        if rows:
-            for feed, column in zip(self.feeds, zip(*rows, strict=True), strict=True):
-                feed.buffer.extend(column)
-            rows.clear()
-        for feed in self.feeds:
-            feed.seen = seen
-        self.seen = -math.inf
-
-    def settle(self) -> None:
-        """After the feeds were stepped: when and what the next rows may skip them."""
-        feeds = self.feeds
-        self.due = min(map(_DUE, feeds), default=math.inf)
-        gates = tuple(map(_CALM, feeds))  # one function per distinct bounds (`_gate`)
-        if gates != self.gates:
-            self.gates = gates
-            self.checks = _row_checks(tuple(map(_BOUNDS, feeds)))
 
     def flush(self) -> None:
         """Every feed's kept values into its windows: before the feeds are looked up again."""
         self.kept = 0
-        self.spread()
         for feed in self.feeds:
             feed.flush()
 
@@ -766,24 +667,6 @@ class _Host:
         """Forget which series each path feeds (some were dropped, or restored)."""
         self.flush()
         self.feeds = [_Feed(feed.path) for feed in self.feeds]
-        self.due = -math.inf
-        self.gates = ()
-
-
-_DUE = operator.attrgetter("due")
-_BOUNDS = operator.attrgetter("bounds")
-_CALM = operator.attrgetter("calm")
-_NUMBERS = frozenset((float, int))  # the types a path's value must have (not bool)
-
-
-def _tuple_getter(keys: list[str]) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
-    """``operator.itemgetter(*keys)``, giving a tuple whatever the number of keys."""
-    if len(keys) > 1:
-        return operator.itemgetter(*keys)
-    if keys:
-        key = keys[0]
-        return lambda mapping: (mapping[key],)
-    return lambda mapping: ()
 
 
 def _leaves(
@@ -873,16 +756,7 @@ class AlertEngine:
             else:
                 paths.setdefault(compiled.rule.metric, _Path(compiled.rule.metric))
                 paths[compiled.rule.metric].rules.append(compiled)
-        # Paths of one part (`cpu`), then of two (`swap.percent`): a row reads the first
-        # with `_read_top`, the others' parent objects with `_read_parents`, then their
-        # leaves. A deeper path turns rows off (every sample steps the feeds).
-        self._paths = sorted(paths.values(), key=lambda path: len(path.keys))
-        top = [path.head for path in self._paths if not path.keys]
-        nested = [path for path in self._paths if len(path.keys) == 1]
-        self._row_paths = len(top) + len(nested) == len(self._paths) and bool(self._paths)
-        self._read_top = _tuple_getter(top)
-        self._read_parents = _tuple_getter([path.head for path in nested])
-        self._leaf_keys = tuple(path.keys[0] for path in nested)
+        self._paths = list(paths.values())
         self._rank = {c.rule.name: rank for rank, c in enumerate(self._compiled)}
         hosts, self._hosts = self._hosts, {}
         for host, state in hosts.items():
@@ -900,101 +774,35 @@ class AlertEngine:
 
     def observe(self, host: str, at: float, values: Mapping[str, Any]) -> list[AlertEvent]:
         """One sample of ``host`` taken at ``at``; the events it causes."""
-        return self.observe_many(((host, at, values),))
-
-    def observe_many(
-        self, samples: Iterable[tuple[str, float, Mapping[str, Any]]]
-    ) -> list[AlertEvent]:
-        """Samples (host, taken at, values), each host's in time order; the events they
-        cause, sample by sample, each sample's in rule order."""
         events: list[AlertEvent] = []
-        hosts = self._hosts
-        rows_on = self._row_paths
-        read_top, read_parents, leaf_keys = self._read_top, self._read_parents, self._leaf_keys
-        getitem = operator.getitem
-        for host, at, values in samples:
-            if not values:
-                continue  # every group failed: not a sign that a series went away
-            state = hosts.get(host)
-            if state is None:
-                state = self._host(host)
-            state.latest = at
-            state.kept += 1
-            if state.kept > KEPT_SAMPLES:
-                state.flush()  # a host sending many samples a tick: the buffers stay bounded
-            first = len(events)
-            # Run for every host's every sample: the common case, no path with anything to
-            # decide, is a few C calls for all paths at once (see `_Host`).
-            row: tuple[Any, ...] | None = None
-            if rows_on:
-                try:
-                    row = read_top(values) + tuple(map(getitem, read_parents(values), leaf_keys))
-                except (KeyError, TypeError, IndexError):  # a path absent, or not an object
-                    pass
-                else:
-                    if not _NUMBERS.issuperset(map(type, row)):
-                        row = None
-                    elif at < state.due:
-                        for compare, levels in state.checks:
-                            if not all(map(compare, levels, row)):
-                                break
-                        else:
-                            if state.due != math.inf:
-                                state.rows.append(row)
-                            state.seen = at
-                            if state.tables:
-                                self._observe_wild(state, at, values, events)
-                            continue
-            self._step_feeds(state, at, values, row, events)
-            if state.tables:
-                self._observe_wild(state, at, values, events)
-            if len(events) - first > 1:
-                rank = self._rank  # stable: a rule's own events keep their order
-                events[first:] = sorted(events[first:], key=lambda event: rank[event.rule])
-        return events
-
-    def _step_feeds(
-        self,
-        state: _Host,
-        at: float,
-        values: Mapping[str, Any],
-        row: tuple[float, ...] | None,
-        events: list[AlertEvent],
-    ) -> None:
-        """Every path of a sample that may need a decision; ``row``, its values when
-        they could all be read, saves reading them again."""
-        state.spread()
-        host = state.host
-        value: Any
-        for index, feed in enumerate(state.feeds):
-            if row is not None:
-                value = row[index]
-            else:
-                value = values.get(feed.head)
-                key = feed.key
-                if key is not None:
+        state = self._hosts.get(host)
+        if state is None:
+            state = self._host(host)
+        state.latest = at
+        state.kept += 1
+        if state.kept > KEPT_SAMPLES:
+            state.flush()  # a host sending many samples a tick: the buffers stay bounded
+        # Called for every host's every sample: what follows is the whole cost of a path
+        # whose series have nothing to decide (one lookup, one comparison, one append).
+        for feed in state.feeds:
+            value = values.get(feed.head)
+            key = feed.key
+            if key is not None:
+                if type(value) is not dict:
+                    continue
+                value = value.get(key)
+                for key in feed.deeper:
                     if type(value) is not dict:
-                        continue
+                        value = None
+                        break
                     value = value.get(key)
-                    for key in feed.deeper:
-                        if type(value) is not dict:
-                            value = None
-                            break
-                        value = value.get(key)
-                if type(value) is not float and type(value) is not int:
-                    continue  # absent, null (a rate's first tick) or not a number
+            if type(value) is not float and type(value) is not int:
+                continue  # absent, null (a rate's first tick) or not a number
             if at < feed.due and feed.calm(value):
                 feed.buffer.append(value)  # no bucket opens, no `last` series to decide
                 feed.seen = at
                 continue
             self._step_feed(feed, host, at, value, values, events)
-        state.settle()
-
-    def _observe_wild(
-        self, state: _Host, at: float, values: Mapping[str, Any], events: list[AlertEvent]
-    ) -> None:
-        """The rules with a `*` (one series per mount, sensor, ...) for one sample."""
-        host = state.host
         for compiled, table in state.tables:
             root = values.get(compiled.parts[0])
             leaf = compiled.leaf
@@ -1030,6 +838,10 @@ class AlertEngine:
                     if series is None:
                         continue
                 self._step(series, at, number, parent, events)
+        if len(events) > 1:
+            rank = self._rank
+            events.sort(key=lambda event: rank[event.rule])  # stable: a rule's own order kept
+        return events
 
     def host_status(self, host: str, offline: bool, at: float) -> list[AlertEvent]:
         """Feed the built-in ``host.offline`` metric (1 offline, 0 online) for ``host``."""
@@ -1091,7 +903,7 @@ class AlertEngine:
         for compiled in self._compiled:  # every rule's table, so sweep sees hosts in order
             compiled.series.setdefault(host, {})
         tables = [(compiled, compiled.series[host]) for compiled in self._wild]
-        state = self._hosts[host] = _Host(host, self._paths, tables)
+        state = self._hosts[host] = _Host(self._paths, tables)
         return state
 
     def _feed(self, path: _Path, host: str) -> list[_Series]:
@@ -1178,10 +990,9 @@ class AlertEngine:
         else:
             buffer.clear()
         feed.due = due
-        bounds = tuple(calm)
-        if bounds != feed.bounds:  # the same bound objects, mostly: compared by identity
-            feed.bounds = bounds
-            feed.calm = _gate(bounds)
+        if calm != feed.bounds:  # the same bound objects, mostly: compared by identity
+            feed.bounds = calm
+            feed.calm = _gate(tuple(calm))
 
     def _step(
         self,
