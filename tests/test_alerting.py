@@ -497,6 +497,46 @@ def test_the_engine_matches_the_state_machine_fed_every_naive_aggregate(data: An
 
 
 PATHS = ("cpu", "memory", "swap.percent")
+LEVELS = st.one_of(st.integers(0, 100), st.sampled_from([5, 50, 95]))
+
+
+def drawn_samples(
+    draw: Any, keys: tuple[str, ...], value: Any, gaps: list[float], start: float = T0
+) -> list[tuple[float, dict[str, Any]]]:
+    """Runs of samples that keep each key's drawn value a while, with irregular gaps
+    between runs: (taken at, {key: value})."""
+    runs = draw(
+        st.lists(
+            st.tuples(
+                st.fixed_dictionaries(dict.fromkeys(keys, value)),
+                st.integers(1, 40),
+                st.sampled_from(gaps),
+            ),
+            min_size=1,
+            max_size=20,
+        )
+    )
+    samples, at = [], start
+    for numbers, length, gap in runs:
+        for step in range(length):
+            at += gap if step == 0 else 1.0
+            samples.append(
+                (at, {k: float(n) if isinstance(n, int) else n for k, n in numbers.items()})
+            )
+    return samples
+
+
+References = dict[Any, tuple[list[tuple[float, float]], list[AlertEvent], list[Any]]]
+
+
+def expected_active(references: References, at: float) -> dict[Any, Any]:
+    """Each reference series not ok after its latest point up to ``at``: its state."""
+    active = {}
+    for key, (points, _, states) in references.items():
+        seen = [index for index, (t, _) in enumerate(points) if t <= at]
+        if seen and states[seen[-1]][0] != "ok":
+            active[key] = states[seen[-1]]
+    return active
 
 
 def sample_values(numbers: dict[str, float | str | None]) -> dict[str, Any]:
@@ -527,29 +567,11 @@ def test_rules_on_several_paths_each_match_the_state_machine(data: Any) -> None:
     for table in engine_rules(data.draw):
         tables.append({**table, "metric": data.draw(st.sampled_from(PATHS))})
     rules = parse_rules({"builtin": False, "rules": {f"r{n}": t for n, t in enumerate(tables)}})
-    level = st.one_of(st.integers(0, 100), st.sampled_from([5, 50, 95]))
     odd = st.sampled_from([None, "-", "x", "o"])
-    runs = data.draw(
-        st.lists(
-            st.tuples(
-                st.fixed_dictionaries(
-                    {path: st.one_of(level, level, level, odd) for path in PATHS}
-                ),
-                st.integers(1, 40),
-                st.sampled_from([1.0, 1.0, 1.0, 0.5, 7.0, 100.0]),
-            ),
-            min_size=1,
-            max_size=20,
-        )
-    )
-    samples, at = [], T0 + data.draw(st.sampled_from([0.0, 0.3, 2.5]))
-    for numbers, length, gap in runs:
-        for step in range(length):
-            at += gap if step == 0 else 1.0
-            samples.append(
-                (at, {p: float(n) if isinstance(n, int) else n for p, n in numbers.items()})
-            )
-    references = {}
+    value = st.one_of(LEVELS, LEVELS, LEVELS, odd)
+    start = T0 + data.draw(st.sampled_from([0.0, 0.3, 2.5]))
+    samples = drawn_samples(data.draw, PATHS, value, [1.0, 1.0, 1.0, 0.5, 7.0, 100.0], start)
+    references: References = {}
     for rule in rules.rules:
         points = [(t, n[rule.metric]) for t, n in samples if isinstance(n[rule.metric], float)]
         references[rule.name] = (points, *reference_events(rule, points))
@@ -558,12 +580,7 @@ def test_rules_on_several_paths_each_match_the_state_machine(data: Any) -> None:
     for at, numbers in samples:
         got += alerts.observe("local", at, sample_values(numbers))
         active = {a["rule"]: (a["state"], a["severity"], a["value"]) for a in alerts.active()}
-        expected_active = {}
-        for name, (points, _, states) in references.items():
-            seen = [index for index, (t, _) in enumerate(points) if t <= at]
-            if seen and states[seen[-1]][0] != "ok":
-                expected_active[name] = states[seen[-1]]
-        assert active == expected_active, at - T0
+        assert active == expected_active(references, at), at - T0
     expected = sorted(
         (e for _, events, _ in references.values() for e in events),
         key=lambda e: (e.at, int(e.rule[1:])),  # by sample, then in rule order
@@ -589,31 +606,12 @@ def test_each_mount_of_each_rule_matches_the_state_machine(data: Any) -> None:
         tables.append(table)
     rules = parse_rules({"builtin": False, "rules": {f"r{n}": t for n, t in enumerate(tables)}})
     mounts = ("/", "/data", "/tmp")
-    level = st.one_of(st.integers(0, 100), st.sampled_from([5, 50, 95]))
-    runs = data.draw(
-        st.lists(
-            st.tuples(
-                st.fixed_dictionaries(
-                    {m: st.one_of(*[level] * 7, st.sampled_from([None, "-"])) for m in mounts}
-                ),
-                st.integers(1, 40),
-                st.sampled_from([1.0, 1.0, 1.0, 0.5, 7.0]),
-            ),
-            min_size=1,
-            max_size=20,
-        )
-    )
-    samples, at = [], T0
-    for numbers, length, gap in runs:
-        for step in range(length):
-            at += gap if step == 0 else 1.0
-            group = {
-                m: {"percent": None if n is None else float(n)}
-                for m, n in numbers.items()
-                if n != "-"
-            }
-            samples.append((at, group))
-    references = {}
+    value = st.one_of(*[LEVELS] * 7, st.sampled_from([None, "-"]))
+    samples = [
+        (at, {m: {"percent": n} for m, n in numbers.items() if n != "-"})
+        for at, numbers in drawn_samples(data.draw, mounts, value, [1.0, 1.0, 1.0, 0.5, 7.0])
+    ]
+    references: References = {}
     for rule in rules.rules:
         for mount in mounts:
             if not rule.selects({"host": "local", "mountpoint": mount}):
@@ -632,26 +630,18 @@ def test_each_mount_of_each_rule_matches_the_state_machine(data: Any) -> None:
             (a["rule"], a["labels"]["mountpoint"]): (a["state"], a["severity"], a["value"])
             for a in alerts.active()
         }
-        expected_active = {}
-        for key, (points, _, states) in references.items():
-            seen = [index for index, (t, _) in enumerate(points) if t <= at]
-            if seen and states[seen[-1]][0] != "ok":
-                expected_active[key] = states[seen[-1]]
-        assert active == expected_active, at - T0
-    order = {(at, mount): n for n, (at, group) in enumerate(samples) for mount in group}
+        assert active == expected_active(references, at), at - T0
+    # by sample, then in rule order, then mount by mount as the sample lists them
+    place = {(at, mount): n for at, group in samples for n, mount in enumerate(group)}
     expected = sorted(
         ((e, mount) for (_, mount), (_, events, _) in references.items() for e in events),
-        # by sample, then in rule order, then mount by mount as the sample lists them
-        key=lambda pair: (
-            pair[0].at,
-            int(pair[0].rule[1:]),
-            list(order).index((pair[0].at, pair[1])),
-        ),
+        key=lambda pair: (pair[0].at, int(pair[0].rule[1:]), place[pair[0].at, pair[1]]),
     )
-    assert [e.to_json()["event"] for e in got] == [e.to_json()["event"] for e, _ in expected]
-    assert [(e.rule, e.labels["mountpoint"], e.at, e.value) for e in got] == [
-        (e.rule, mount, e.at, e.value) for e, mount in expected
-    ]
+
+    def brief(event: AlertEvent, mount: str) -> tuple[Any, ...]:
+        return (event.kind, event.rule, mount, event.severity, event.at, event.value)
+
+    assert [brief(e, e.labels["mountpoint"]) for e in got] == [brief(e, m) for e, m in expected]
 
 
 @pytest.mark.parametrize(
