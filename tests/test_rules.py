@@ -19,6 +19,7 @@ from sysstream.sansio import (
     parse_silence,
     webhook_body,
 )
+from sysstream.sansio._rules import Rule
 
 
 def test_builtins_cover_the_defaults_the_issue_names() -> None:
@@ -43,6 +44,21 @@ def test_a_rule_overrides_or_disables_a_builtin() -> None:
     assert (cpu.metric, cpu.window, cpu.warning, cpu.for_) == ("cpu", 300, cpu.warning, 600)
     assert cpu.warning is not None and cpu.warning.value == 70
     assert parse_rules({"builtin": False}).rules == ()
+
+
+def test_an_override_that_moves_the_thresholds_keeps_the_builtin_clear_margin() -> None:
+    # `warning = 70` alone on cpu (built in: warning 90, clear 85) must not be refused for
+    # a clear of 85 the user never wrote: it clears 5 below, as the built-in does.
+    def override(**fields: Any) -> Rule:
+        (cpu,) = [r for r in parse_rules({"rules": {"cpu": fields}}).rules if r.name == "cpu"]
+        return cpu
+
+    assert override(warning=70).clear == 65
+    assert override(critical=99).clear == 85  # the warning, 90, still fires first
+    assert override(warning=70, clear=50).clear == 50  # given: kept as written
+    assert override(op="<", warning=10, critical=5).clear is None  # no margin the other way
+    with pytest.raises(RuleError, match="field 'clear': expected a value on the safe side"):
+        override(warning=70, clear=75)
 
 
 def test_durations() -> None:

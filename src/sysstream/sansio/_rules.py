@@ -451,9 +451,30 @@ def _parse_rule(name: str, table: Mapping[str, Any], base: Rule | None) -> Rule:
         changes["enabled"] = table["enabled"]
     if "metric" in table and base is not None and base.metric != rule.metric:
         changes.setdefault("summary", "")
+    moved = rule is base and "clear" not in table and {"warning", "critical", "op"} & set(table)
     rule = replace(rule, **changes)
+    if moved:
+        assert base is not None
+        rule = replace(rule, clear=_moved_clear(base, rule))
     _check(rule, fail)
     return rule
+
+
+def _moved_clear(base: Rule, rule: Rule) -> float | None:
+    """The clear threshold of ``rule``, an override of ``base`` that moved its thresholds
+    and gave no ``clear``: the same margin from the lowest threshold as ``base`` kept
+    (`warning = 70` on the built-in cpu rule clears at 65, as 90 cleared at 85), or none
+    when there is no margin to carry (no clear, thresholds from the sample, another way)."""
+    before, after = _lowest(base), _lowest(rule)
+    if base.clear is None or before is None or after is None or base.op.upward != rule.op.upward:
+        return None
+    return after - (before - base.clear)
+
+
+def _lowest(rule: Rule) -> float | None:
+    """The threshold a rule fires at first (warning, else critical), if a number."""
+    threshold = rule.warning if rule.warning is not None else rule.critical
+    return threshold.value if threshold is not None else None
 
 
 def _check(rule: Rule, fail: Callable[[str, str], RuleError]) -> None:
