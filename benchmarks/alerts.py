@@ -162,18 +162,20 @@ async def fleet(samples: list[Sample], runs: int, fresh: bool = False) -> tuple[
             ]
 
         recorders: dict[str, Any] = {}
+        # Each second's samples are held until the next second's are in, as a hub holds
+        # each host's latest sample: the previous ones are freed at `held = feed`,
+        # untimed, not in the evaluator (it drops its references first).
         for offset in range(WARM_SECONDS):
-            latest = second(1e9 + offset)
-            await evaluate(evaluator, latest, recorders)
+            feed = second(1e9 + offset)
+            await evaluate(evaluator, feed, recorders)
+            held = feed
         clock = 1e9 + WARM_SECONDS
         for _ in range(runs):
             cpu = 0.0
             for _ in range(SECONDS):
-                # Kept until the next second's are in, as a hub keeps each host's latest
-                # sample: the previous ones are freed here, untimed, not in the evaluator.
                 feed = second(clock)
                 cpu += await evaluate(evaluator, feed, recorders)
-                latest = feed
+                held = feed  # noqa: F841  (kept for the reference it holds)
                 clock += 1
             results.append(cpu / SECONDS)
         series = evaluator.engine.series_count()

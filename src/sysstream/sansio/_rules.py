@@ -492,7 +492,7 @@ def _check(rule: Rule, fail: Callable[[str, str], RuleError]) -> None:
     if rule.clear is not None:
         if any(t is not None and t.sibling is not None for t in (rule.warning, rule.critical)):
             raise fail("clear", "needs numeric thresholds; use clear_for with sibling thresholds")
-        lowest = warning if warning is not None else critical
+        lowest = _lowest(rule)
         assert lowest is not None
         # The clear threshold must sit on the safe side of the lowest threshold.
         if rule.op.holds(rule.clear, lowest) and rule.clear != lowest:
