@@ -1,19 +1,23 @@
 """A real ``redis-server`` (Debian's package) on a free port, for the fleet tests.
 
 Started without persistence, so a restart is a Redis that lost everything, as after a
-crash of a cache-only deployment. Killed, not stopped, to test faults.
+crash of a cache-only deployment. Killed, not stopped, to test faults. Also how a test
+cancels a Redis command at each step of the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import redis
 
-__all__ = ["RedisServer", "free_port"]
+__all__ = ["RedisServer", "cancel_at_each_step", "free_port"]
 
 READY_TIMEOUT = 10.0
 
@@ -78,3 +82,28 @@ class RedisServer:
 
     def client(self) -> redis.Redis:
         return redis.Redis.from_url(self.url, socket_timeout=5)
+
+
+async def cancel_at_each_step(
+    command: Callable[[], Awaitable[Any]], connect: Callable[[], Awaitable[Any]]
+) -> int:
+    """Start ``command`` and cancel it after 0, 1, 2, ... loop iterations until one
+    finishes first; each cancelled one must end cancelled within 5 s, not return.
+
+    A cancellation landing in the iteration where a write completes is the one that
+    redis-py's ``wait_for`` around writes swallowed on Python 3.11. ``connect`` runs before
+    each try, so every command starts on an open connection and the steps line up.
+    Returns how many commands were cancelled (so a caller can check there were several).
+    """
+    for steps in range(1000):
+        await connect()
+        task = asyncio.ensure_future(command())
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        if not task.cancel():  # it finished first: every step before it was tried
+            await task
+            return steps
+        async with asyncio.timeout(5):
+            done, _ = await asyncio.wait((task,))
+        assert task in done and task.cancelled(), f"cancelled after {steps} steps, it returned"
+    raise AssertionError("the command never finished within 1000 steps")

@@ -16,10 +16,10 @@ import redis
 
 from sysstream._registry import GROUPS
 from sysstream._sample import Sample
-from sysstream.fleet._agent import Publisher, PublisherState, published_groups
+from sysstream.fleet._agent import SOCKET_TIMEOUT, Publisher, PublisherState, published_groups
 from sysstream.sansio._wire import HOSTS_KEY, backlog_key, decode_tick, ticks_channel
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, cancel_at_each_step
 
 SYSSTREAM = [sys.executable, "-m", "sysstream"]
 
@@ -142,3 +142,43 @@ def test_serve_refuses_a_bad_redis_url_with_one_line() -> None:
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "invalid --redis-url / SYSSTREAM_REDIS_URL: expected a redis://" in result.stderr
     assert "redis://:***@h:99999" in result.stderr and ":pw@" not in result.stderr
+
+
+async def test_a_publish_cancelled_at_any_step_ends_cancelled_so_the_agent_stops(
+    redis_url: str,
+) -> None:
+    publisher = Publisher(redis_url, "web1", backlog=10)
+    ticks = iter(range(1, 1000))
+    try:
+        cancelled = await cancel_at_each_step(
+            lambda: publisher.publish(1.0, sample(next(ticks))),
+            lambda: publisher.publish(1.0, sample(next(ticks))),
+        )
+        assert cancelled >= 2
+        assert publisher.state is PublisherState.CONNECTED
+    finally:
+        await publisher.close()
+
+
+async def test_a_redis_that_stops_answering_costs_one_publish_the_bound_then_resumes() -> None:
+    frozen = RedisServer()
+    frozen.start()
+    publisher = Publisher(frozen.url, "web1", backlog=10, max_backoff=0.2)
+    try:
+        assert await publisher.publish(1.0, sample(1))
+        assert frozen.process is not None
+        frozen.process.send_signal(signal.SIGSTOP)  # accepts bytes, answers nothing
+        started = time.monotonic()
+        assert not await publisher.publish(1.0, sample(2))
+        assert SOCKET_TIMEOUT <= time.monotonic() - started < SOCKET_TIMEOUT + 2
+        assert publisher.state is PublisherState.DISCONNECTED
+        frozen.process.send_signal(signal.SIGCONT)
+        async with asyncio.timeout(10):
+            tick = 3
+            while not await publisher.publish(1.0, sample(tick)):
+                tick += 1
+                await asyncio.sleep(0.05)
+        assert publisher.state is PublisherState.CONNECTED
+    finally:
+        await publisher.close()
+        frozen.kill()

@@ -23,7 +23,7 @@ ROOT = SRC.parent.parent
 LAYERS = [
     {"_sample", "_registry", "_version"},
     {"sansio"},
-    {"_settings"},
+    {"_settings", "_redis"},
     {"sampling"},
     {"stream"},
     {"store"},

@@ -15,13 +15,14 @@ is back, carry on (a hub without Redis hears no ticks anyway).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .._redis import COMMAND_TIMEOUT, open_redis
 from ..sansio import AlertEvent, AlertState, EventKind, redact_url
 
 __all__ = ["ACTIVE_KEY", "SILENCES_KEY", "RedisCoordinator", "claim_key"]
@@ -42,13 +43,14 @@ def claim_key(event: AlertEvent) -> str:
 class RedisCoordinator:
     def __init__(self, url: str) -> None:
         self.url = url
-        self._client = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5)
+        self._client = open_redis(url)
         self.claims_won = 0
         self.claims_lost = 0
 
     async def claim(self, event: AlertEvent) -> bool:
         try:
-            won = await self._client.set(claim_key(event), b"1", nx=True, ex=CLAIM_SECONDS)
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                won = await self._client.set(claim_key(event), b"1", nx=True, ex=CLAIM_SECONDS)
         except (RedisError, OSError) as exc:
             logger.warning(
                 "alerts: cannot claim %s %s at %s (%s); not notifying from this hub",
@@ -78,13 +80,15 @@ class RedisCoordinator:
                 pipe.hdel(ACTIVE_KEY, *gone)
             if present:
                 pipe.hset(ACTIVE_KEY, mapping=present)
-            await pipe.execute()
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             logger.warning("alerts: cannot save the active set to Redis: %s", exc)
 
     async def load_active(self) -> list[dict[str, Any]]:
         try:
-            saved = await self._client.hgetall(ACTIVE_KEY)
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                saved = await self._client.hgetall(ACTIVE_KEY)
         except (RedisError, OSError) as exc:
             logger.warning("alerts: cannot read the active set from Redis: %s", exc)
             return []
@@ -96,13 +100,15 @@ class RedisCoordinator:
             pipe.delete(SILENCES_KEY)
             if silences:
                 pipe.hset(SILENCES_KEY, mapping={s["id"]: orjson.dumps(s) for s in silences})
-            await pipe.execute()
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await pipe.execute()
         except (RedisError, OSError) as exc:
             logger.warning("alerts: cannot save silences to Redis: %s", exc)
 
     async def load_silences(self) -> list[dict[str, Any]] | None:
         try:
-            saved = await self._client.hgetall(SILENCES_KEY)
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                saved = await self._client.hgetall(SILENCES_KEY)
         except (RedisError, OSError):
             return None  # keep the ones in memory
         return _decoded(saved.values())

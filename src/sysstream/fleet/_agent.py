@@ -16,13 +16,13 @@ import logging
 import socket
 import time
 
-import redis.asyncio as aioredis
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from .._redis import open_redis
 from .._registry import GROUPS
 from .._sample import Sample
 from .._settings import ExistingDirectory, LogLevel, validated
@@ -115,13 +115,7 @@ class Publisher:
         self._backoff = Backoff(initial=0.2, maximum=max_backoff)
         self._retry_at = 0.0
         # Retries are ours (the backoff above), not redis-py's per command.
-        self._client = aioredis.Redis.from_url(
-            url,
-            socket_connect_timeout=SOCKET_TIMEOUT,
-            socket_timeout=SOCKET_TIMEOUT,
-            socket_keepalive=True,
-            retry=Retry(NoBackoff(), 0),
-        )
+        self._client = open_redis(url, connect_timeout=SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 0))
 
     async def publish(self, interval: float, sample: Sample) -> bool:
         """Publish one tick; False when it was dropped (Redis unreachable)."""
@@ -132,7 +126,7 @@ class Publisher:
             return False
         payload = encode_tick(self.host, interval, sample)
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
+            async with asyncio.timeout(SOCKET_TIMEOUT), self._client.pipeline(False) as pipe:
                 pipe.publish(self._channel, payload)
                 pipe.xadd(self._backlog_key, {"tick": payload}, maxlen=self.backlog)
                 pipe.zadd(HOSTS_KEY, {self.host: sample.timestamp})

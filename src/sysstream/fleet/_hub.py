@@ -24,6 +24,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from .._redis import COMMAND_TIMEOUT, open_redis
 from .._registry import ALWAYS_FIELDS
 from .._sample import Sample
 from .._settings import DEFAULT_MAX_HOSTS, DEFAULT_MAX_VIEWS
@@ -66,6 +67,8 @@ MAX_HOST_HISTORY_BYTES = 16 * 1024 * 1024
 # (no RST, e.g. a NAT timeout) is noticed and reconnected.
 HEALTH_CHECK_SECONDS = 5
 _POLL_SECONDS = 1.0
+# Reading every host's backlog is one reply of up to --max-hosts streams.
+BACKLOG_TIMEOUT = 6 * COMMAND_TIMEOUT
 
 _Listed = tuple[str, float | None]  # a host in the hosts set and its last tick, if credible
 
@@ -213,17 +216,13 @@ class Fleet:
     async def _run(self) -> None:
         shown = redact_url(self.url)
         while True:
-            client = aioredis.Redis.from_url(
-                self.url,
-                socket_connect_timeout=5,
-                socket_keepalive=True,
-                health_check_interval=HEALTH_CHECK_SECONDS,
-            )
+            client = open_redis(self.url, health_check_interval=HEALTH_CHECK_SECONDS)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 # Subscribe before reading the backlog: ticks published meanwhile wait in
                 # the socket and are dispatched after it, the duplicates dropped.
-                await pubsub.psubscribe(TICKS_PATTERN)
+                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    await pubsub.psubscribe(TICKS_PATTERN)
                 await self._discover(client)
                 self._set_connected(shown)
                 while True:
@@ -262,9 +261,9 @@ class Fleet:
 
     async def _discover(self, client: aioredis.Redis) -> None:
         """Read the known hosts and the part of each backlog this hub has not seen."""
-        known = cast(
-            "list[tuple[bytes, float]]", await client.zrange(HOSTS_KEY, 0, -1, withscores=True)
-        )
+        async with asyncio.timeout(COMMAND_TIMEOUT):
+            listed = await client.zrange(HOSTS_KEY, 0, -1, withscores=True)
+        known = cast("list[tuple[bytes, float]]", listed)
         now = time.time()
         hosts: list[_Listed] = []
         for raw, score in known:
@@ -284,7 +283,8 @@ class Fleet:
         pipe = client.pipeline(transaction=False)
         for host, last_seen in hosts:
             pipe.xrevrange(backlog_key(host), count=self._backlog_wanted(host, now, last_seen))
-        replies: list[list[tuple[bytes, dict[bytes, bytes]]]] = await pipe.execute()
+        async with asyncio.timeout(BACKLOG_TIMEOUT):
+            replies: list[list[tuple[bytes, dict[bytes, bytes]]]] = await pipe.execute()
         for (host, last_seen), entries in zip(hosts, replies, strict=True):
             ticks: list[Tick] = []
             for _entry_id, fields in reversed(entries):
