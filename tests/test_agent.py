@@ -160,7 +160,9 @@ async def test_a_publish_cancelled_at_any_step_ends_cancelled_so_the_agent_stops
         await publisher.close()
 
 
-async def test_a_redis_that_stops_answering_costs_one_publish_the_bound_then_resumes() -> None:
+async def test_a_redis_that_stops_answering_costs_one_publish_the_bound_then_resumes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     frozen = RedisServer()
     frozen.start()
     publisher = Publisher(frozen.url, "web1", backlog=10, max_backoff=0.2)
@@ -169,8 +171,10 @@ async def test_a_redis_that_stops_answering_costs_one_publish_the_bound_then_res
         assert frozen.process is not None
         frozen.process.send_signal(signal.SIGSTOP)  # accepts bytes, answers nothing
         started = time.monotonic()
-        assert not await publisher.publish(1.0, sample(2))
+        with caplog.at_level(logging.WARNING, logger="sysstream"):
+            assert not await publisher.publish(1.0, sample(2))
         assert SOCKET_TIMEOUT <= time.monotonic() - started < SOCKET_TIMEOUT + 2
+        assert f"no answer from Redis within {SOCKET_TIMEOUT:g} s" in caplog.text
         assert publisher.state is PublisherState.DISCONNECTED
         frozen.process.send_signal(signal.SIGCONT)
         async with asyncio.timeout(10):

@@ -6,17 +6,20 @@ redis-py bounds a write with ``asyncio.wait_for`` whenever the client has a sock
 (redis-py 8 sets one, 5 s, by default). On Python 3.11 ``wait_for`` swallows a
 cancellation that arrives as the write completes, so an agent or hub stopped at that
 moment ran on forever (a fleet test hung in CI). Clients from :func:`open_redis` have no
-socket timeout; callers bound each command, or each batch of them, with
-``asyncio.timeout(COMMAND_TIMEOUT)``, which lets a cancellation through.
+socket timeout; callers bound each command, or each pipeline, with :func:`answered_within`
+(``asyncio.timeout``, which lets a cancellation through).
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
 
-__all__ = ["COMMAND_TIMEOUT", "open_redis"]
+__all__ = ["COMMAND_TIMEOUT", "answered_within", "open_redis"]
 
 # Seconds one command (or one pipeline) may take before it counts as a failure.
 COMMAND_TIMEOUT = 5.0
@@ -34,3 +37,14 @@ def open_redis(
         socket_keepalive=True,
         **options,
     )
+
+
+@asynccontextmanager
+async def answered_within(seconds: float = COMMAND_TIMEOUT) -> AsyncIterator[None]:
+    """Bound the Redis commands in the block; past ``seconds``, :class:`TimeoutError`
+    saying so (redis-py disconnects, so the next command starts on a clean connection)."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise TimeoutError(f"no answer from Redis within {seconds:g} s") from None

@@ -15,14 +15,13 @@ is back, carry on (a hub without Redis hears no ticks anyway).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 import orjson
 from redis.exceptions import RedisError
 
-from .._redis import COMMAND_TIMEOUT, open_redis
+from .._redis import answered_within, open_redis
 from ..sansio import AlertEvent, AlertState, EventKind, redact_url
 
 __all__ = ["ACTIVE_KEY", "SILENCES_KEY", "RedisCoordinator", "claim_key"]
@@ -49,7 +48,7 @@ class RedisCoordinator:
 
     async def claim(self, event: AlertEvent) -> bool:
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
+            async with answered_within():
                 won = await self._client.set(claim_key(event), b"1", nx=True, ex=CLAIM_SECONDS)
         except (RedisError, OSError) as exc:
             logger.warning(
@@ -80,14 +79,14 @@ class RedisCoordinator:
                 pipe.hdel(ACTIVE_KEY, *gone)
             if present:
                 pipe.hset(ACTIVE_KEY, mapping=present)
-            async with asyncio.timeout(COMMAND_TIMEOUT):
+            async with answered_within():
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             logger.warning("alerts: cannot save the active set to Redis: %s", exc)
 
     async def load_active(self) -> list[dict[str, Any]]:
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
+            async with answered_within():
                 saved = await self._client.hgetall(ACTIVE_KEY)
         except (RedisError, OSError) as exc:
             logger.warning("alerts: cannot read the active set from Redis: %s", exc)
@@ -100,14 +99,14 @@ class RedisCoordinator:
             pipe.delete(SILENCES_KEY)
             if silences:
                 pipe.hset(SILENCES_KEY, mapping={s["id"]: orjson.dumps(s) for s in silences})
-            async with asyncio.timeout(COMMAND_TIMEOUT):
+            async with answered_within():
                 await pipe.execute()
         except (RedisError, OSError) as exc:
             logger.warning("alerts: cannot save silences to Redis: %s", exc)
 
     async def load_silences(self) -> list[dict[str, Any]] | None:
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT):
+            async with answered_within():
                 saved = await self._client.hgetall(SILENCES_KEY)
         except (RedisError, OSError):
             return None  # keep the ones in memory

@@ -22,7 +22,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from .._redis import open_redis
+from .._redis import answered_within, open_redis
 from .._registry import GROUPS
 from .._sample import Sample
 from .._settings import ExistingDirectory, LogLevel, validated
@@ -126,7 +126,7 @@ class Publisher:
             return False
         payload = encode_tick(self.host, interval, sample)
         try:
-            async with asyncio.timeout(SOCKET_TIMEOUT), self._client.pipeline(False) as pipe:
+            async with answered_within(SOCKET_TIMEOUT), self._client.pipeline(False) as pipe:
                 pipe.publish(self._channel, payload)
                 pipe.xadd(self._backlog_key, {"tick": payload}, maxlen=self.backlog)
                 pipe.zadd(HOSTS_KEY, {self.host: sample.timestamp})

@@ -24,7 +24,7 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .._redis import COMMAND_TIMEOUT, open_redis
+from .._redis import COMMAND_TIMEOUT, answered_within, open_redis
 from .._registry import ALWAYS_FIELDS
 from .._sample import Sample
 from .._settings import DEFAULT_MAX_HOSTS, DEFAULT_MAX_VIEWS
@@ -221,7 +221,7 @@ class Fleet:
             try:
                 # Subscribe before reading the backlog: ticks published meanwhile wait in
                 # the socket and are dispatched after it, the duplicates dropped.
-                async with asyncio.timeout(COMMAND_TIMEOUT):
+                async with answered_within():
                     await pubsub.psubscribe(TICKS_PATTERN)
                 await self._discover(client)
                 self._set_connected(shown)
@@ -261,7 +261,7 @@ class Fleet:
 
     async def _discover(self, client: aioredis.Redis) -> None:
         """Read the known hosts and the part of each backlog this hub has not seen."""
-        async with asyncio.timeout(COMMAND_TIMEOUT):
+        async with answered_within():
             listed = await client.zrange(HOSTS_KEY, 0, -1, withscores=True)
         known = cast("list[tuple[bytes, float]]", listed)
         now = time.time()
@@ -283,7 +283,7 @@ class Fleet:
         pipe = client.pipeline(transaction=False)
         for host, last_seen in hosts:
             pipe.xrevrange(backlog_key(host), count=self._backlog_wanted(host, now, last_seen))
-        async with asyncio.timeout(BACKLOG_TIMEOUT):
+        async with answered_within(BACKLOG_TIMEOUT):
             replies: list[list[tuple[bytes, dict[bytes, bytes]]]] = await pipe.execute()
         for (host, last_seen), entries in zip(hosts, replies, strict=True):
             ticks: list[Tick] = []
