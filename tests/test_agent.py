@@ -28,6 +28,17 @@ def sample(tick: int) -> Sample:
     return Sample(tick=tick, timestamp=time.time(), values={"cpu": float(tick)})
 
 
+async def publish_until_through(publisher: Publisher, first_tick: int) -> None:
+    """Publish a tick every 50 ms until one goes through (the backoff delay has passed and
+    Redis answers again), within 10 s."""
+    async with asyncio.timeout(10):
+        tick = first_tick
+        while not await publisher.publish(1.0, sample(tick)):
+            tick += 1
+            await asyncio.sleep(0.05)
+    assert publisher.state is PublisherState.CONNECTED
+
+
 async def test_each_tick_goes_to_the_channel_the_backlog_and_the_host_set(
     redis_url: str,
 ) -> None:
@@ -66,12 +77,7 @@ async def test_ticks_are_dropped_while_redis_is_down_then_publishing_resumes(
         assert len(warnings) == 1 and "agent web1: redis at redis://127.0.0.1:" in warnings[0]
         down.start()
         try:
-            async with asyncio.timeout(10):
-                tick = 3
-                while not await publisher.publish(1.0, sample(tick)):
-                    tick += 1
-                    await asyncio.sleep(0.05)
-            assert publisher.state is PublisherState.CONNECTED
+            await publish_until_through(publisher, first_tick=3)
             with down.client() as client:
                 assert client.xlen(backlog_key("web1")) == 1
         finally:
@@ -177,12 +183,7 @@ async def test_a_redis_that_stops_answering_costs_one_publish_the_bound_then_res
         assert f"no answer from Redis within {SOCKET_TIMEOUT:g} s" in caplog.text
         assert publisher.state is PublisherState.DISCONNECTED
         frozen.process.send_signal(signal.SIGCONT)
-        async with asyncio.timeout(10):
-            tick = 3
-            while not await publisher.publish(1.0, sample(tick)):
-                tick += 1
-                await asyncio.sleep(0.05)
-        assert publisher.state is PublisherState.CONNECTED
+        await publish_until_through(publisher, first_tick=3)
     finally:
         await publisher.close()
         frozen.kill()
