@@ -22,6 +22,7 @@ from websockets.exceptions import InvalidStatus
 
 from sysstream._sample import Sample
 from sysstream.fleet._agent import load_agent_settings, run_agent
+from sysstream.fleet._hub import HEALTH_CHECK_SECONDS
 from sysstream.sansio._messages import format_timestamp
 from sysstream.sansio._wire import decode_tick, encode_tick, ticks_channel
 
@@ -214,6 +215,38 @@ async def test_redis_killed_and_restarted_mid_stream(
             await receive_until(websocket, is_data, timeout=30)
             await wait_for_status(server, {"web1": "online"})
         assert (await hosts_of(server))["redis"] == "connected"
+
+
+async def test_a_redis_that_stops_answering_is_noticed_then_reconnected(
+    server_factory: Factory,
+) -> None:
+    frozen = RedisServer()  # its own: frozen mid-test, the session's stays usable
+    frozen.start()
+    assert frozen.process is not None
+    try:
+        server = hub(server_factory, frozen.url)
+        # Idle but alive (no agent yet): answered pings keep the connection.
+        await server.wait_until(lambda: server.app.state.fleet.state.value == "connected", 10)
+        await asyncio.sleep(2 * HEALTH_CHECK_SECONDS + 1)  # the time being checked
+        assert (await hosts_of(server))["redis"] == "connected"
+        assert not [r for r in server.log.records if "unreachable" in r.getMessage()]
+        async with agent(frozen.url, "web1"):
+            await wait_for_status(server, {"web1": "online"})
+            async with ws_client(server.ws_url("/api/hosts/web1/metrics")) as websocket:
+                await receive_until(websocket, is_data)
+                frozen.process.send_signal(signal.SIGSTOP)  # the socket stays open, mute
+                lost = await receive_until(
+                    websocket, lambda m: "redis connection lost" in m.get("error", ""), 30
+                )
+                assert list(lost) == ["error", "timestamp"]
+                assert (await hosts_of(server))["redis"] == "disconnected"
+                frozen.process.send_signal(signal.SIGCONT)
+                await receive_until(websocket, is_data, timeout=30)
+        assert (await hosts_of(server))["redis"] == "connected"
+        logged = [r.getMessage() for r in server.log.records]
+        assert any("no answer from Redis within 5 s of a ping" in line for line in logged)
+    finally:
+        frozen.kill()
 
 
 async def test_a_stopped_agent_goes_offline_and_comes_back(

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
 from redis.exceptions import RedisError
 
 from .._redis import COMMAND_TIMEOUT, answered_within, open_redis
@@ -63,9 +64,10 @@ DROP_REASONS: tuple[str, ...] = (*WIRE_REASONS, "max_hosts")
 # History kept in memory per host, whatever its agent sends: the full catalogue every
 # second for an hour is ~11 MB (1-3 KB a tick).
 MAX_HOST_HISTORY_BYTES = 16 * 1024 * 1024
-# The pub/sub connection is pinged when idle this long, so a silently dropped connection
-# (no RST, e.g. a NAT timeout) is noticed and reconnected.
-HEALTH_CHECK_SECONDS = 5
+# The pub/sub connection is pinged when nothing arrived on it for this long, and counted
+# dead when nothing, not even the answer, arrived for twice as long: a frozen Redis or a
+# silently dropped connection (no RST, e.g. a NAT timeout) is noticed and reconnected.
+HEALTH_CHECK_SECONDS = 5.0
 _POLL_SECONDS = 1.0
 # Reading every host's backlog is one reply of up to --max-hosts streams.
 BACKLOG_TIMEOUT = 6 * COMMAND_TIMEOUT
@@ -216,7 +218,7 @@ class Fleet:
     async def _run(self) -> None:
         shown = redact_url(self.url)
         while True:
-            client = open_redis(self.url, health_check_interval=HEALTH_CHECK_SECONDS)
+            client = open_redis(self.url)
             pubsub = client.pubsub(ignore_subscribe_messages=True)
             try:
                 # Subscribe before reading the backlog: ticks published meanwhile wait in
@@ -225,12 +227,7 @@ class Fleet:
                     await pubsub.psubscribe(TICKS_PATTERN)
                 await self._discover(client)
                 self._set_connected(shown)
-                while True:
-                    message = await pubsub.get_message(
-                        ignore_subscribe_messages=True, timeout=_POLL_SECONDS
-                    )
-                    if message is not None and message["type"] == "pmessage":
-                        await self._dispatch(message["channel"], message["data"])
+                await self._receive(pubsub)
             except (RedisError, OSError) as exc:
                 self._set_disconnected(shown, exc)
             finally:
@@ -239,6 +236,30 @@ class Fleet:
                 with contextlib.suppress(RedisError, OSError):
                     await client.aclose()
             await asyncio.sleep(self._backoff.next_delay())
+
+    async def _receive(self, pubsub: PubSub) -> None:
+        """Dispatch ticks until the connection fails or goes silent (see
+        :data:`HEALTH_CHECK_SECONDS`; our own PING, as redis-py's health check swallows
+        its answer and never says when none came)."""
+        loop = asyncio.get_running_loop()
+        heard = loop.time()  # when anything last arrived on the connection
+        pinged = False
+        while True:
+            message = await pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=_POLL_SECONDS
+            )
+            now = loop.time()
+            if message is not None:
+                heard, pinged = now, False
+                if message["type"] == "pmessage":
+                    await self._dispatch(message["channel"], message["data"])
+            elif now - heard > 2 * HEALTH_CHECK_SECONDS:
+                raise TimeoutError(
+                    f"no answer from Redis within {HEALTH_CHECK_SECONDS:g} s of a ping"
+                )
+            elif now - heard > HEALTH_CHECK_SECONDS and not pinged:
+                await pubsub.ping()
+                pinged = True
 
     def _set_connected(self, shown: str) -> None:
         if self.state is not RedisState.CONNECTED:
