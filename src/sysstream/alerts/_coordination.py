@@ -15,18 +15,23 @@ is back, carry on (a hub without Redis hears no ticks anyway).
 
 from __future__ import annotations
 
+import enum
 import logging
-from typing import Any
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal, TypeVar
 
 import orjson
 from redis.exceptions import RedisError
 
 from .._redis import answered_within, open_redis
-from ..sansio import AlertEvent, AlertState, EventKind, redact_url
+from ..sansio import AlertEvent, AlertState, Backoff, EventKind, redact_url
 
 __all__ = ["ACTIVE_KEY", "SILENCES_KEY", "RedisCoordinator", "claim_key"]
 
 logger = logging.getLogger("sysstream")
+_T = TypeVar("_T")
 
 PREFIX = "sysstream:alerts:"
 ACTIVE_KEY = PREFIX + "active"
@@ -39,26 +44,37 @@ def claim_key(event: AlertEvent) -> str:
     return f"{PREFIX}claim:{event.fingerprint}:{event.kind.value}:{severity}:{event.at:.3f}"
 
 
+class _Failed(enum.Enum):
+    FAILED = "failed"
+
+
+_FAILED = _Failed.FAILED  # what a command that failed, or was not tried, gives
+
+
 class RedisCoordinator:
+    """Claims, the active set and the silences in Redis. After a command fails, none is
+    tried until a backoff delay has passed: a frozen Redis would otherwise cost every
+    event of an outage (a whole fleet going offline at once) its full timeout, and the
+    evaluator would fall minutes behind."""
+
     def __init__(self, url: str) -> None:
         self.url = url
         self._client = open_redis(url)
+        self._backoff = Backoff(initial=1.0, maximum=30.0)
+        self._retry_at = -math.inf  # commands are skipped until then
         self.claims_won = 0
         self.claims_lost = 0
+        self.skipped = 0  # commands not tried: Redis failed moments before
 
-    async def claim(self, event: AlertEvent) -> bool:
-        try:
-            async with answered_within():
-                won = await self._client.set(claim_key(event), b"1", nx=True, ex=CLAIM_SECONDS)
-        except (RedisError, OSError) as exc:
-            logger.warning(
-                "alerts: cannot claim %s %s at %s (%s); not notifying from this hub",
-                event.rule,
-                event.kind.value,
-                redact_url(self.url),
-                exc,
-            )
-            return False
+    async def claim(self, event: AlertEvent) -> bool | None:
+        """Whether this hub notifies ``event``: True for the one hub that claimed it first,
+        None when Redis cannot tell (a hub that cannot reach Redis notifies nothing)."""
+        key = claim_key(event)
+        won = await self._command(
+            "claim a transition", lambda: self._client.set(key, b"1", nx=True, ex=CLAIM_SECONDS)
+        )
+        if won is _FAILED:
+            return None
         if won:
             self.claims_won += 1
         else:
@@ -73,47 +89,58 @@ class RedisCoordinator:
             return
         gone = [f for f in touched if f not in firing]
         present: dict[Any, Any] = {f: orjson.dumps(firing[f]) for f in touched if f in firing}
-        try:
-            pipe = self._client.pipeline(transaction=True)
-            if gone:
-                pipe.hdel(ACTIVE_KEY, *gone)
-            if present:
-                pipe.hset(ACTIVE_KEY, mapping=present)
-            async with answered_within():
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            logger.warning("alerts: cannot save the active set to Redis: %s", exc)
+        pipe = self._client.pipeline(transaction=True)
+        if gone:
+            pipe.hdel(ACTIVE_KEY, *gone)
+        if present:
+            pipe.hset(ACTIVE_KEY, mapping=present)
+        await self._command("save the active set", pipe.execute)
 
     async def load_active(self) -> list[dict[str, Any]]:
-        try:
-            async with answered_within():
-                saved = await self._client.hgetall(ACTIVE_KEY)
-        except (RedisError, OSError) as exc:
-            logger.warning("alerts: cannot read the active set from Redis: %s", exc)
-            return []
-        return _decoded(saved.values())
+        saved = await self._command("read the active set", lambda: self._client.hgetall(ACTIVE_KEY))
+        return [] if saved is _FAILED else _decoded(saved.values())
 
     async def save_silences(self, silences: list[dict[str, Any]]) -> None:
-        try:
-            pipe = self._client.pipeline(transaction=True)
-            pipe.delete(SILENCES_KEY)
-            if silences:
-                pipe.hset(SILENCES_KEY, mapping={s["id"]: orjson.dumps(s) for s in silences})
-            async with answered_within():
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            logger.warning("alerts: cannot save silences to Redis: %s", exc)
+        pipe = self._client.pipeline(transaction=True)
+        pipe.delete(SILENCES_KEY)
+        if silences:
+            pipe.hset(SILENCES_KEY, mapping={s["id"]: orjson.dumps(s) for s in silences})
+        await self._command("save the silences", pipe.execute)
 
     async def load_silences(self) -> list[dict[str, Any]] | None:
-        try:
-            async with answered_within():
-                saved = await self._client.hgetall(SILENCES_KEY)
-        except (RedisError, OSError):
-            return None  # keep the ones in memory
-        return _decoded(saved.values())
+        """The shared silences; None when Redis cannot tell (keep the ones in memory)."""
+        saved = await self._command("read the silences", lambda: self._client.hgetall(SILENCES_KEY))
+        return None if saved is _FAILED else _decoded(saved.values())
 
     async def close(self) -> None:
         await self._client.aclose()
+
+    async def _command(
+        self, doing: str, command: Callable[[], Awaitable[_T]]
+    ) -> _T | Literal[_Failed.FAILED]:
+        """``command()``, bounded; ``_FAILED`` when it failed or was skipped."""
+        if time.monotonic() < self._retry_at:
+            self.skipped += 1
+            return _FAILED
+        try:
+            async with answered_within():
+                result = await command()
+        except (RedisError, OSError) as exc:
+            if self._retry_at == -math.inf:  # the first failure of an outage
+                logger.warning(
+                    "alerts: cannot %s at %s (%s); notifying nothing from this hub until "
+                    "Redis answers (retrying with backoff)",
+                    doing,
+                    redact_url(self.url),
+                    exc,
+                )
+            self._retry_at = time.monotonic() + self._backoff.next_delay()
+            return _FAILED
+        if self._retry_at != -math.inf:
+            logger.info("alerts: redis at %s answers again", redact_url(self.url))
+            self._retry_at = -math.inf
+            self._backoff.reset()
+        return result
 
 
 def _decoded(values: Any) -> list[dict[str, Any]]:

@@ -56,7 +56,7 @@ class Coordinator(Protocol):
     """What several hubs share (fleet mode): who notifies a transition, the active set
     and the silences."""
 
-    async def claim(self, event: AlertEvent) -> bool: ...
+    async def claim(self, event: AlertEvent) -> bool | None: ...
 
     async def save_active(self, events: list[AlertEvent], active: list[dict[str, Any]]) -> None: ...
 
@@ -300,13 +300,15 @@ class AlertEvaluator:
             if self.silences.silenced(event.rule, severity, event.labels, now):
                 logger.info("alerts: %s %s on %s silenced", event.rule, event.kind, event.labels)
                 continue
-            if self.coordinator is not None and not await self.coordinator.claim(event):
+            claimed = True if self.coordinator is None else await self.coordinator.claim(event)
+            if claimed is False:
                 logger.info(
                     "alert %s %s on %s: claimed by another hub",
                     event.rule,
                     event.kind.value,
                     dict(event.labels),
                 )
+            if not claimed:  # None: Redis cannot tell (the coordinator logged why)
                 continue
             logger.info(
                 "alert %s %s (%s) on %s: value %s, threshold %s",
