@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from sysstream.sansio import (
@@ -27,6 +29,15 @@ def test_backoff_doubles_to_a_ceiling_and_resets() -> None:
     assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
     backoff.reset()
     assert backoff.next_delay(jitter=lambda: 0.0) == 0.25  # jitter takes up to half off
+
+
+def test_backoff_jitters_without_touching_the_global_random_generator() -> None:
+    random.seed(7)
+    expected = random.random()
+    random.seed(7)
+    delays = {Backoff(initial=1.0).next_delay() for _ in range(20)}
+    assert random.random() == expected  # an embedding app's seeded sequence goes on as is
+    assert len(delays) > 1 and all(0.5 <= delay <= 1.0 for delay in delays)
 
 
 @pytest.mark.parametrize(
