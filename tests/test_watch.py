@@ -31,6 +31,17 @@ def test_backoff_doubles_to_a_ceiling_and_resets() -> None:
     assert backoff.next_delay(jitter=lambda: 0.0) == 0.25  # jitter takes up to half off
 
 
+def test_backoff_holds_tries_back_after_a_failure_until_reset() -> None:
+    backoff = Backoff(initial=2.0)
+    assert backoff.ready(0.0)
+    backoff.failed(100.0)  # waits 1-2 s (2 s, jitter taking up to half off)
+    assert (backoff.ready(100.99), backoff.ready(102.0), backoff.attempt) == (False, True, 1)
+    backoff.failed(102.0)  # then 2-4 s
+    assert (backoff.ready(103.99), backoff.ready(106.0)) == (False, True)
+    backoff.reset()
+    assert (backoff.ready(0.0), backoff.attempt) == (True, 0)
+
+
 def test_backoff_jitters_without_touching_the_global_random_generator() -> None:
     random.seed(7)
     expected = random.random()

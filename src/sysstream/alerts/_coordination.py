@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, TypeVar
@@ -60,8 +59,7 @@ class RedisCoordinator:
     def __init__(self, url: str) -> None:
         self.url = url
         self._client = open_redis(url)
-        self._backoff = Backoff(initial=1.0, maximum=30.0)
-        self._retry_at = -math.inf  # commands are skipped until then
+        self._backoff = Backoff(initial=1.0, maximum=30.0)  # commands skipped while it runs
         self.claims_won = 0
         self.claims_lost = 0
         self.skipped = 0  # commands not tried: Redis failed moments before
@@ -119,14 +117,14 @@ class RedisCoordinator:
         self, doing: str, command: Callable[[], Awaitable[_T]]
     ) -> _T | Literal[_Failed.FAILED]:
         """``command()``, bounded; ``_FAILED`` when it failed or was skipped."""
-        if time.monotonic() < self._retry_at:
+        if not self._backoff.ready(time.monotonic()):
             self.skipped += 1
             return _FAILED
         try:
             async with answered_within():
                 result = await command()
         except (RedisError, OSError) as exc:
-            if self._retry_at == -math.inf:  # the first failure of an outage
+            if self._backoff.attempt == 0:  # the first failure of an outage
                 logger.warning(
                     "alerts: cannot %s at %s (%s); notifying nothing from this hub until "
                     "Redis answers (retrying with backoff)",
@@ -134,11 +132,10 @@ class RedisCoordinator:
                     redact_url(self.url),
                     exc,
                 )
-            self._retry_at = time.monotonic() + self._backoff.next_delay()
+            self._backoff.failed(time.monotonic())
             return _FAILED
-        if self._retry_at != -math.inf:
+        if self._backoff.attempt:
             logger.info("alerts: redis at %s answers again", redact_url(self.url))
-            self._retry_at = -math.inf
             self._backoff.reset()
         return result
 

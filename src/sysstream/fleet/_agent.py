@@ -5,7 +5,7 @@ psutil sampler as ``serve``) and writes it in one pipeline: to the host's pub/su
 for live streams, to its capped backlog stream for hubs that start late, and to the set
 of known hosts (:mod:`sysstream.sansio._wire` has the keys and format). While Redis is
 unreachable ticks are dropped and the agent retries with exponential backoff; sampling
-never waits for Redis longer than the socket timeout.
+never waits for Redis longer than :data:`PUBLISH_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ __all__ = ["AgentSettings", "Publisher", "PublisherState", "load_agent_settings"
 
 logger = logging.getLogger("sysstream")
 
-# Bounds one publish: a tick stuck on a dead socket must not hold up the next samples.
-SOCKET_TIMEOUT = 2.0
+# Bounds one publish (and a connect): a tick stuck on a dead or frozen Redis must not hold
+# up the next samples.
+PUBLISH_TIMEOUT = 2.0
 
 
 def _default_host_id() -> str:
@@ -113,20 +114,19 @@ class Publisher:
         self._channel = ticks_channel(host)
         self._backlog_key = backlog_key(host)
         self._backoff = Backoff(initial=0.2, maximum=max_backoff)
-        self._retry_at = 0.0
         # Retries are ours (the backoff above), not redis-py's per command.
-        self._client = open_redis(url, connect_timeout=SOCKET_TIMEOUT, retry=Retry(NoBackoff(), 0))
+        self._client = open_redis(url, connect_timeout=PUBLISH_TIMEOUT, retry=Retry(NoBackoff(), 0))
 
     async def publish(self, interval: float, sample: Sample) -> bool:
         """Publish one tick; False when it was dropped (Redis unreachable)."""
         if self.state is PublisherState.CLOSED:
             raise RuntimeError("expected an open publisher, got a closed one")
-        if time.monotonic() < self._retry_at:
+        if not self._backoff.ready(time.monotonic()):
             self.dropped += 1
             return False
         payload = encode_tick(self.host, interval, sample)
         try:
-            async with answered_within(SOCKET_TIMEOUT), self._client.pipeline(False) as pipe:
+            async with answered_within(PUBLISH_TIMEOUT), self._client.pipeline(False) as pipe:
                 pipe.publish(self._channel, payload)
                 pipe.xadd(self._backlog_key, {"tick": payload}, maxlen=self.backlog)
                 pipe.zadd(HOSTS_KEY, {self.host: sample.timestamp})
@@ -151,7 +151,7 @@ class Publisher:
                 describe_exception(exc),
             )
         self.state = PublisherState.DISCONNECTED
-        self._retry_at = time.monotonic() + self._backoff.next_delay()
+        self._backoff.failed(time.monotonic())
 
     async def close(self) -> None:
         self.state = PublisherState.CLOSED
