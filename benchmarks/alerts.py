@@ -23,6 +23,10 @@ wall clock, so other processes on the machine count less).
    evaluated every second; ``--fresh`` decodes each second's samples from JSON instead
    (untimed, and kept until the next second's are in), as a hub decodes every host's
    tick: closer to a hub, and dearer (new objects every second).
+3. The floor, in the same run: the same seconds of the same samples through
+   ``alerts_floor.observe``, the ten rules' arithmetic written out by hand with nothing
+   in between (no state machine, no events): the least a Python evaluator of these rules
+   spends. The engine's CPU is reported as a multiple of it, run by run.
 """
 
 from __future__ import annotations
@@ -41,11 +45,14 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import orjson  # noqa: E402
 
+from alerts_floor import RULES as FLOOR_RULES  # noqa: E402
+from alerts_floor import FloorHost  # noqa: E402
+from alerts_floor import observe as floor_observe  # noqa: E402
 from sysstream._registry import ALWAYS_FIELDS  # noqa: E402
 from sysstream._sample import Sample  # noqa: E402
 from sysstream.alerts import AlertEvaluator  # noqa: E402
 from sysstream.sampling import LocalSource, build_collectors  # noqa: E402
-from sysstream.sansio import parse_rules  # noqa: E402
+from sysstream.sansio import RuleSet, parse_rules  # noqa: E402
 from sysstream.stream import MetricsHub  # noqa: E402
 
 TICKS = 100
@@ -139,28 +146,50 @@ def host_values(template: dict[str, Any], host: int) -> dict[str, Any]:
     return values
 
 
-async def fleet(samples: list[Sample], runs: int, fresh: bool = False) -> tuple[list[float], int]:
+class Fleet:
+    """The hub's 1,000 hosts, each shaped like the real sample: one second of their
+    samples at a time, the same objects every second or (``fresh``) decoded anew."""
+
+    def __init__(self, samples: list[Sample], fresh: bool) -> None:
+        self.per_host = [host_values(samples[-1].values, n) for n in range(HOSTS)]
+        self.encoded = [orjson.dumps(values) for values in self.per_host]
+        self.fresh = fresh
+
+    def second(self, at: float) -> list[tuple[str, Sample]]:
+        """Every host's sample of the second starting at ``at`` (hosts spread over it)."""
+        return [
+            (
+                f"h{n}",
+                Sample(int(at), at + n / HOSTS, orjson.loads(data) if self.fresh else values),
+            )
+            for n, (data, values) in enumerate(zip(self.encoded, self.per_host, strict=True))
+        ]
+
+
+def check_floor_rules(rules: RuleSet) -> None:
+    """The floor implements exactly these rules (metric, aggregate, window, op, warning)."""
+    ours = {
+        (
+            r.name, r.metric, r.aggregate.value, r.window, r.op.value,
+            None if r.warning is None else r.warning.value,
+        )
+        for r in rules.rules
+        if r.metric != "host.offline"
+    }  # fmt: skip
+    assert ours == FLOOR_RULES, ours ^ FLOOR_RULES
+
+
+async def fleet(hosts: Fleet, runs: int) -> tuple[list[float], int]:
     """CPU per second of ticks of 1,000 hosts × 10 rules, for ``runs`` runs of
     ``SECONDS`` seconds each, after one warm-up that fills every window."""
     rules = parse_rules({"rules": EXTRA_RULES})
     assert len([r for r in rules.rules if r.metric != "host.offline"]) == 10, rules.rules
-    template = samples[-1].values
-    per_host = [host_values(template, n) for n in range(HOSTS)]
-    encoded = [orjson.dumps(values) for values in per_host]
+    check_floor_rules(rules)
+    second = hosts.second
     evaluator = AlertEvaluator(rules)
     await evaluator.start()
     results = []
     try:
-
-        def second(at: float) -> list[tuple[str, Sample]]:
-            return [
-                (
-                    f"h{n}",
-                    Sample(int(at), at + n / HOSTS, orjson.loads(data) if fresh else per_host[n]),
-                )
-                for n, data in enumerate(encoded)
-            ]
-
         recorders: dict[str, Any] = {}
         # Each second's samples are held until the next second's are in, as a hub holds
         # each host's latest sample: the previous ones are freed at `held = feed`,
@@ -184,6 +213,30 @@ async def fleet(samples: list[Sample], runs: int, fresh: bool = False) -> tuple[
     return results, series
 
 
+def floor(hosts: Fleet, runs: int) -> list[float]:
+    """The same seconds as :func:`fleet` through the floor: CPU per second of ticks."""
+    state = {f"h{n}": FloorHost() for n in range(HOSTS)}
+    results = []
+
+    def one_second(at: float) -> float:
+        feed = hosts.second(at)
+        started = time.process_time()
+        for host, sample in feed:
+            floor_observe(state[host], sample.timestamp, sample.values)
+        return time.process_time() - started
+
+    for offset in range(WARM_SECONDS):
+        one_second(1e9 + offset)
+    clock = 1e9 + WARM_SECONDS
+    for _ in range(runs):
+        cpu = 0.0
+        for _ in range(SECONDS):
+            cpu += one_second(clock)
+            clock += 1
+        results.append(cpu / SECONDS)
+    return results
+
+
 def summary(values: list[float], scale: float, digits: int) -> str:
     low, mid, high = min(values), statistics.median(values), max(values)
     return f"{mid * scale:.{digits}f} ({low * scale:.{digits}f}–{high * scale:.{digits}f})"
@@ -201,8 +254,14 @@ async def main() -> None:
         tick_cpu, samples = await sample_ticks()
         tick_cpus.append(tick_cpu)
     ratios = await one_host(statistics.median(tick_cpus), samples, args.runs)
-    fleet_cpus, series = await fleet(samples, args.runs, args.fresh)
-    print(f"ticks {tick_cpus}, shares {ratios}, fleet {fleet_cpus}", file=sys.stderr)
+    hosts = Fleet(samples, args.fresh)
+    fleet_cpus, series = await fleet(hosts, args.runs)
+    floor_cpus = floor(hosts, args.runs)
+    over_floor = [ours / bare for ours, bare in zip(fleet_cpus, floor_cpus, strict=True)]
+    print(
+        f"ticks {tick_cpus}, shares {ratios}, fleet {fleet_cpus}, floor {floor_cpus}",
+        file=sys.stderr,
+    )
     print(f"| figure (median and range of {args.runs} runs) | measured | target |")
     print("|---|---|---|")
     print(
@@ -214,6 +273,8 @@ async def main() -> None:
         f"{', each second decoded anew' if args.fresh else ''}"
         f" | {summary(fleet_cpus, 1e3, 2)} ms | < 10 ms |"
     )
+    print(f"| the floor, the same seconds | {summary(floor_cpus, 1e3, 2)} ms | |")
+    print(f"| 1,000 hosts: the engine ÷ the floor, run by run | {summary(over_floor, 1, 2)}x | |")
 
 
 if __name__ == "__main__":
