@@ -23,10 +23,11 @@ wall clock, so other processes on the machine count less).
    evaluated every second; ``--fresh`` decodes each second's samples from JSON instead
    (untimed, and kept until the next second's are in), as a hub decodes every host's
    tick: closer to a hub, and dearer (new objects every second).
-3. The floor, in the same run: the same seconds of the same samples through
-   ``alerts_floor.observe``, the ten rules' arithmetic written out by hand with nothing
-   in between (no state machine, no events): the least a Python evaluator of these rules
-   spends. The engine's CPU is reported as a multiple of it, run by run.
+3. The floor, in the same run: after each run of the engine, the same seconds of the
+   same hosts' samples through ``alerts_floor.observe``, the ten rules' arithmetic
+   written out by hand with nothing in between (no state machine, no events): the least
+   a Python evaluator of these rules spends. The engine's CPU is reported as a multiple
+   of it, run by run.
 """
 
 from __future__ import annotations
@@ -179,16 +180,34 @@ def check_floor_rules(rules: RuleSet) -> None:
     assert ours == FLOOR_RULES, ours ^ FLOOR_RULES
 
 
-async def fleet(hosts: Fleet, runs: int) -> tuple[list[float], int]:
-    """CPU per second of ticks of 1,000 hosts × 10 rules, for ``runs`` runs of
-    ``SECONDS`` seconds each, after one warm-up that fills every window."""
+class FloorFleet:
+    """The floor's state for every host, fed the same seconds as the engine."""
+
+    def __init__(self) -> None:
+        self.hosts = {f"h{n}": FloorHost() for n in range(HOSTS)}
+
+    def evaluate(self, feed: list[tuple[str, Sample]]) -> float:
+        """CPU seconds to push ``feed`` through the floor."""
+        hosts = self.hosts
+        started = time.process_time()
+        for host, sample in feed:
+            floor_observe(hosts[host], sample.timestamp, sample.values)
+        return time.process_time() - started
+
+
+async def fleet(hosts: Fleet, runs: int) -> tuple[list[float], list[float], int]:
+    """CPU per second of ticks of 1,000 hosts × 10 rules through the engine and through
+    the floor, for ``runs`` runs of ``SECONDS`` seconds each (the engine's, then the
+    floor's on the same seconds, run by run), after one warm-up that fills every window;
+    and the engine's series count."""
     rules = parse_rules({"rules": EXTRA_RULES})
     assert len([r for r in rules.rules if r.metric != "host.offline"]) == 10, rules.rules
     check_floor_rules(rules)
     second = hosts.second
+    bare = FloorFleet()
     evaluator = AlertEvaluator(rules)
     await evaluator.start()
-    results = []
+    engine_cpus, floor_cpus = [], []
     try:
         recorders: dict[str, Any] = {}
         # Each second's samples are held until the next second's are in, as a hub holds
@@ -197,44 +216,26 @@ async def fleet(hosts: Fleet, runs: int) -> tuple[list[float], int]:
         for offset in range(WARM_SECONDS):
             feed = second(1e9 + offset)
             await evaluate(evaluator, feed, recorders)
+            bare.evaluate(feed)
             held = feed
         clock = 1e9 + WARM_SECONDS
         for _ in range(runs):
-            cpu = 0.0
-            for _ in range(SECONDS):
-                feed = second(clock)
-                cpu += await evaluate(evaluator, feed, recorders)
+            engine_cpu = floor_cpu = 0.0
+            for offset in range(SECONDS):
+                feed = second(clock + offset)
+                engine_cpu += await evaluate(evaluator, feed, recorders)
+                held = feed
+            for offset in range(SECONDS):
+                feed = second(clock + offset)
+                floor_cpu += bare.evaluate(feed)
                 held = feed  # noqa: F841  (kept for the reference it holds)
-                clock += 1
-            results.append(cpu / SECONDS)
+            engine_cpus.append(engine_cpu / SECONDS)
+            floor_cpus.append(floor_cpu / SECONDS)
+            clock += SECONDS
         series = evaluator.engine.series_count()
     finally:
         await evaluator.stop()
-    return results, series
-
-
-def floor(hosts: Fleet, runs: int) -> list[float]:
-    """The same seconds as :func:`fleet` through the floor: CPU per second of ticks."""
-    state = {f"h{n}": FloorHost() for n in range(HOSTS)}
-    results = []
-
-    def one_second(at: float) -> float:
-        feed = hosts.second(at)
-        started = time.process_time()
-        for host, sample in feed:
-            floor_observe(state[host], sample.timestamp, sample.values)
-        return time.process_time() - started
-
-    for offset in range(WARM_SECONDS):
-        one_second(1e9 + offset)
-    clock = 1e9 + WARM_SECONDS
-    for _ in range(runs):
-        cpu = 0.0
-        for _ in range(SECONDS):
-            cpu += one_second(clock)
-            clock += 1
-        results.append(cpu / SECONDS)
-    return results
+    return engine_cpus, floor_cpus, series
 
 
 def summary(values: list[float], scale: float, digits: int) -> str:
@@ -255,8 +256,7 @@ async def main() -> None:
         tick_cpus.append(tick_cpu)
     ratios = await one_host(statistics.median(tick_cpus), samples, args.runs)
     hosts = Fleet(samples, args.fresh)
-    fleet_cpus, series = await fleet(hosts, args.runs)
-    floor_cpus = floor(hosts, args.runs)
+    fleet_cpus, floor_cpus, series = await fleet(hosts, args.runs)
     over_floor = [ours / bare for ours, bare in zip(fleet_cpus, floor_cpus, strict=True)]
     print(
         f"ticks {tick_cpus}, shares {ratios}, fleet {fleet_cpus}, floor {floor_cpus}",
