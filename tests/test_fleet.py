@@ -197,6 +197,40 @@ async def test_a_hub_that_starts_late_backfills_history(
             assert is_data(await receive_until(websocket, is_data))
 
 
+async def test_a_host_set_flooded_with_names_is_read_within_max_hosts(
+    redis_url: str, server_factory: Factory
+) -> None:
+    # Any agent may ZADD to sysstream:hosts. With two million names there, a hub read them
+    # all at every connect, took longer than the command timeout, and never connected.
+    invented = 300_000
+    async with agent(redis_url, "web1"):
+        with redis.Redis.from_url(redis_url) as client:
+            async with asyncio.timeout(10):
+                while client.xlen("sysstream:web1:backlog") < 8:
+                    await asyncio.sleep(0.05)
+            older = time.time() - 600  # credible scores, older than web1's
+            for start in range(0, invented, 50_000):
+                client.zadd(
+                    "sysstream:hosts",
+                    {f"invented{n}": older for n in range(start, start + 50_000)},
+                )
+            sent_before = client.info("stats")["total_net_output_bytes"]
+            server = server_factory(
+                redis_url=redis_url, interval=INTERVAL, history_seconds=60, max_hosts=4
+            )
+            body = await wait_for_status(server, {"web1": "online"})
+            sent = client.info("stats")["total_net_output_bytes"] - sent_before
+        assert body["redis"] == "connected"
+        # Four hosts' names and web1's backlog (60 s at 0.2 s, ~2 KB a tick), not 300,000
+        # names (~10 MB).
+        assert sent < 2_000_000, sent
+        fleet = server.app.state.fleet
+        assert len(fleet.hosts) == 4 and "web1" in fleet.hosts
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+            response = await http.get("/api/hosts/web1/metrics/history?seconds=60&fields=cpu")
+        assert response.status_code == 200 and len(response.json()["timestamps"]) >= 8
+
+
 async def test_redis_killed_and_restarted_mid_stream(
     redis_url: str, redis_server: RedisServer, server_factory: Factory
 ) -> None:

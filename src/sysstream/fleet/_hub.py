@@ -32,6 +32,8 @@ from .._settings import DEFAULT_MAX_HOSTS, DEFAULT_MAX_VIEWS
 from ..sampling import describe_exception
 from ..sansio import (
     HOSTS_KEY,
+    MAX_AGE,
+    MAX_CLOCK_AHEAD,
     MISSED_INTERVALS,
     TICKS_PATTERN,
     WIRE_REASONS,
@@ -282,12 +284,24 @@ class Fleet:
 
     async def _discover(self, client: aioredis.Redis) -> None:
         """Read the known hosts and the part of each backlog this hub has not seen."""
-        async with answered_within():
-            listed = await client.zrange(HOSTS_KEY, 0, -1, withscores=True)
-        known = cast("list[tuple[bytes, float]]", listed)
         now = time.time()
+        # Any agent may add names to the host set (docs/fleet.md, Trust): read at most
+        # --max-hosts of the most recently seen ones, and as many of any others to fill
+        # what room is left, never the whole set (two million names took the hub longer
+        # than the command timeout to parse, so it never connected).
+        pipe = client.pipeline(transaction=False)
+        pipe.zrange(
+            HOSTS_KEY, now + MAX_CLOCK_AHEAD, now - MAX_AGE, desc=True, byscore=True,
+            offset=0, num=self.max_hosts, withscores=True,
+        )  # fmt: skip
+        pipe.zrange(HOSTS_KEY, 0, self.max_hosts - 1, withscores=True)
+        async with answered_within():
+            recent, others = await pipe.execute()
+        known: dict[bytes, float] = {}
+        for raw, score in cast("list[tuple[bytes, float]]", [*recent, *others]):
+            known.setdefault(raw, score)
         hosts: list[_Listed] = []
-        for raw, score in known:
+        for raw, score in known.items():
             try:
                 host = check_host_id(raw.decode(errors="replace"))
             except ValueError as exc:
@@ -300,6 +314,10 @@ class Fleet:
                 self._complain(host, str(exc), exc.reason)
                 last_seen = None  # its ticks, if real, will tell
             hosts.append((host, last_seen))
+        # The hosts this hub serves come first, read or not (the most recent names may
+        # all be invented ones).
+        listed = {host for host, _ in hosts}
+        hosts += [(h, r.record.last_seen) for h, r in self.hosts.items() if h not in listed]
         hosts = self._within_limit(hosts)
         pipe = client.pipeline(transaction=False)
         for host, last_seen in hosts:
@@ -336,7 +354,7 @@ class Fleet:
         if len(others) > room:
             self.dropped["max_hosts"] += len(others) - room
             self._log_throttled(
-                f"fleet: {HOSTS_KEY} lists {len(hosts)} hosts; this hub serves at most "
+                f"fleet: {HOSTS_KEY} lists at least {len(hosts)} hosts; this hub serves at most "
                 f"{self.max_hosts} (--max-hosts) and ignores {len(others) - room}"
             )
         return known + others[:room]

@@ -72,6 +72,8 @@ from ._units import bar, format_bytes, format_duration, format_value, sparkline
 from ._watchview import ConnectionState, Line, Panel, Schema, Table, WatchModel
 from ._wire import (
     HOSTS_KEY,
+    MAX_AGE,
+    MAX_CLOCK_AHEAD,
     RESERVED_HOST_ID,
     TICKS_PATTERN,
     WIRE_REASONS,
@@ -97,6 +99,8 @@ __all__ = [
     "DEFAULT_VIEW",
     "HOSTS_KEY",
     "HOST_OFFLINE_METRIC",
+    "MAX_AGE",
+    "MAX_CLOCK_AHEAD",
     "MISSED_INTERVALS",
     "POLICY_VIOLATION",
     "PROCESS_LIST_MAX",

@@ -32,6 +32,7 @@ from .._sample import Sample
 
 __all__ = [
     "HOSTS_KEY",
+    "MAX_AGE",
     "MAX_CLOCK_AHEAD",
     "MAX_INTERVAL",
     "MAX_TICK_BYTES",
