@@ -22,7 +22,7 @@ from websockets.exceptions import InvalidStatus
 
 from sysstream._sample import Sample
 from sysstream.fleet._agent import load_agent_settings, run_agent
-from sysstream.fleet._hub import HEALTH_CHECK_SECONDS
+from sysstream.fleet._hub import HEALTH_CHECK_SECONDS, RedisState
 from sysstream.sansio._messages import format_timestamp
 from sysstream.sansio._wire import decode_tick, encode_tick, ticks_channel
 
@@ -229,6 +229,37 @@ async def test_a_host_set_flooded_with_names_is_read_within_max_hosts(
         async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
             response = await http.get("/api/hosts/web1/metrics/history?seconds=60&fields=cpu")
         assert response.status_code == 200 and len(response.json()["timestamps"]) >= 8
+
+
+async def test_a_backlog_of_large_ticks_is_read_within_the_hosts_history_bound(
+    redis_url: str, server_factory: Factory
+) -> None:
+    # An agent may XADD what it likes to its backlog: an hour of 120 KB ticks (450 MB)
+    # was read in one reply at connect, and took a hub to 900 MB.
+    now = time.time()
+    filler = {f"e{n}": "x" * 4000 for n in range(30)}  # ~120 KB of credible error texts
+    with redis.Redis.from_url(redis_url) as client:
+        for start in range(0, 600, 100):
+            pipe = client.pipeline(transaction=False)
+            for n in range(start, start + 100):
+                tick = lie("big", tick=n, timestamp=now - 600 + n, errors=filler)
+                pipe.xadd("sysstream:big:backlog", {"tick": tick})
+            pipe.execute()
+        client.zadd("sysstream:hosts", {"big": now})
+        sent_before = client.info("stats")["total_net_output_bytes"]
+        server = server_factory(redis_url=redis_url, interval=INTERVAL, history_seconds=3600)
+        fleet = server.app.state.fleet
+        await server.wait_until(
+            lambda: "big" in fleet.hosts and fleet.state is RedisState.CONNECTED, timeout=15
+        )
+        sent = client.info("stats")["total_net_output_bytes"] - sent_before
+    # 16 MiB of the host's history and one more page (64 entries), not 72 MB.
+    assert sent < 26_000_000, sent
+    async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+        response = await http.get("/api/hosts/big/metrics/history?seconds=3600&fields=cpu")
+    timestamps = response.json()["timestamps"]
+    assert response.status_code == 200 and len(timestamps) >= 100
+    assert timestamps[-1] == pytest.approx(now - 1, abs=0.01)  # the newest ticks were kept
 
 
 async def test_redis_killed_and_restarted_mid_stream(
