@@ -18,7 +18,7 @@ import orjson
 import pytest
 import redis
 import redis.asyncio as redis_asyncio
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sysstream._sample import Sample
 from sysstream.fleet._agent import load_agent_settings, run_agent
@@ -229,6 +229,72 @@ async def test_a_host_set_flooded_with_names_is_read_within_max_hosts(
         async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
             response = await http.get("/api/hosts/web1/metrics/history?seconds=60&fields=cpu")
         assert response.status_code == 200 and len(response.json()["timestamps"]) >= 8
+
+
+async def test_invented_hosts_give_way_to_a_host_that_publishes(
+    redis_url: str, server_factory: Factory
+) -> None:
+    # Any agent may ZADD to sysstream:hosts: three names scored 200 s ahead once filled
+    # --max-hosts 3, were listed online with a last_seen in the future, and web1 was
+    # locked out of the hub for good.
+    invented = ["fake0", "fake1", "fake2"]
+    with redis.Redis.from_url(redis_url) as client:
+        client.zadd("sysstream:hosts", dict.fromkeys(invented, time.time() + 200))
+    server = server_factory(redis_url=redis_url, interval=INTERVAL, history_seconds=60, max_hosts=3)
+    fleet = server.app.state.fleet
+    evaluator = server.app.state.alerts
+    await server.wait_until(lambda: len(fleet.hosts) == 3 and fleet.state is RedisState.CONNECTED)
+    body = await hosts_of(server)
+    assert [entry["id"] for entry in body["hosts"]] == invented
+    for entry in body["hosts"]:  # listed, but no tick: offline, and not seen "in the future"
+        assert entry["status"] == "offline"
+        assert entry["last_seen"] <= format_timestamp(time.time())
+    await server.wait_until(lambda: len(evaluator.listeners) == 4)  # every host, and fakes'
+    first = server.call(lambda: next(iter(fleet.silent)))
+    async with ws_client(server.ws_url(f"/api/hosts/{first}/metrics?alerts=1")) as websocket:
+        await receive_json(websocket)  # the active alerts; the stream is open
+        async with agent(redis_url, "web1"):
+            body = await wait_for_status(server, {"web1": "online"})
+            with pytest.raises(ConnectionClosed):  # its clients are cut: the host is gone
+                async with asyncio.timeout(10):
+                    while True:
+                        await websocket.recv()
+            async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+                health = (await http.get("/healthz")).json()["fleet"]
+                gone = await http.get(f"/api/hosts/{first}/metrics")
+    assert sorted(entry["id"] for entry in body["hosts"]) == sorted(
+        ["web1", *(host for host in invented if host != first)]
+    )
+    assert health["hosts"] == 3 and health["ignored_host_ticks"] == 0
+    assert gone.status_code == 404
+    # The forgotten host's alert subscription went with it: one per served host, plus
+    # the hub's own.
+    assert server.call(lambda: len(evaluator.listeners)) == 4
+
+
+async def test_a_starting_hub_prefers_a_host_with_a_backlog_to_invented_names(
+    redis_url: str, server_factory: Factory
+) -> None:
+    async with agent(redis_url, "web1"):
+        with redis.Redis.from_url(redis_url) as client:
+            async with asyncio.timeout(10):
+                while client.xlen("sysstream:web1:backlog") < 8:
+                    await asyncio.sleep(0.05)
+            client.zadd("sysstream:hosts", {f"fake{n}": time.time() + 200 for n in range(3)})
+        server = server_factory(
+            redis_url=redis_url, interval=INTERVAL, history_seconds=60, max_hosts=3
+        )
+        body = await wait_for_status(server, {"web1": "online"})
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+            response = await http.get("/api/hosts/web1/metrics/history?seconds=60&fields=cpu")
+            health = (await http.get("/healthz")).json()["fleet"]
+    # web1 was chosen at connect, so its backlog was read into history: not only the ticks
+    # since it took an invented name's slot.
+    assert response.status_code == 200 and len(response.json()["timestamps"]) >= 8
+    listed = {entry["id"]: entry["status"] for entry in body["hosts"]}
+    assert len(listed) == 3 and listed.pop("web1") == "online"
+    assert set(listed.values()) == {"offline"} and set(listed) < {"fake0", "fake1", "fake2"}
+    assert health["ignored_host_ticks"] == 1  # the third invented name, at connect
 
 
 async def test_a_backlog_of_large_ticks_is_read_within_the_hosts_history_bound(

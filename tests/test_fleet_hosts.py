@@ -75,3 +75,11 @@ def test_summary_carries_the_latest_default_fields() -> None:
 def test_a_non_positive_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="expected a positive interval, got 0"):
         HostRecord("web1", 0)
+
+
+def test_a_listed_host_without_a_tick_is_offline_whatever_its_last_seen() -> None:
+    # A name in sysstream:hosts (anyone may add one) scored in the future once read as
+    # online: only a tick makes a host online.
+    record = HostRecord("fake0", 1.0, last_seen=1200.0)
+    assert record.status(1000.0) is HostStatus.OFFLINE
+    assert record.silence(1000.0) == "host fake0 has not published yet"

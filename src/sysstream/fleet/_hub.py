@@ -135,17 +135,21 @@ class RemoteHost:
             if self.record.transition(seen_at) is HostStatus.ONLINE:
                 logger.info("host %s online", self.record.host)
 
-    def backfill(self, ticks: Iterable[Tick], last_seen: float | None) -> int:
-        """Ticks read from the backlog, oldest first: into history, not to clients."""
+    def backfill(self, ticks: Iterable[Tick], last_seen: float | None, now: float) -> int:
+        """Ticks read from the backlog, oldest first: into history, not to clients.
+
+        What Redis says of when the host was last seen (its score, its ticks' stamps) is
+        taken as no later than ``now``: stamps may run up to MAX_CLOCK_AHEAD ahead, and a
+        host seen "in the future" would look online for that long."""
         kept = 0
         for tick in ticks:
-            if self.record.observe(tick.sample, tick.interval, tick.sample.timestamp):
+            if self.record.observe(tick.sample, tick.interval, min(tick.sample.timestamp, now)):
                 self.history.record(tick.sample)
                 kept += 1
-        if last_seen is not None and (
-            self.record.last_seen is None or last_seen > self.record.last_seen
-        ):
-            self.record.last_seen = last_seen
+        if last_seen is not None:
+            last_seen = min(last_seen, now)
+            if self.record.last_seen is None or last_seen > self.record.last_seen:
+                self.record.last_seen = last_seen
         if self.record.latest is not None and self.hub.latest is None:
             self.hub.latest = self.record.latest  # GET …/metrics answers at once
         return kept
@@ -154,7 +158,9 @@ class RemoteHost:
 class Fleet:
     """Every remote host this hub serves, fed by one Redis subscription.
 
-    ``recorders_for(host)`` gives extra per-host recorders (a store keyed by host id).
+    ``recorders_for(host)`` gives extra per-host recorders (a store keyed by host id);
+    ``on_forget(host)`` is called when the hub stops serving a host it never had a tick
+    of, to let go of what was tied to it (the host's alert subscription).
     """
 
     def __init__(
@@ -165,6 +171,7 @@ class Fleet:
         max_views: int = DEFAULT_MAX_VIEWS,
         max_hosts: int = DEFAULT_MAX_HOSTS,
         recorders_for: Callable[[str], Iterable[Recorder]] = lambda host: (),
+        on_forget: Callable[[str], None] = lambda host: None,
         max_backoff: float = 5.0,
     ) -> None:
         self.url = url
@@ -172,11 +179,16 @@ class Fleet:
         self.max_views = max_views  # per host
         self.max_hosts = max_hosts
         self.hosts: dict[str, RemoteHost] = {}
+        # The served hosts no tick of which was accepted yet, oldest first: names anyone
+        # may list in Redis. Each holds its --max-hosts slot only until a host that does
+        # publish needs it.
+        self.silent: dict[str, None] = {}
         self.state = RedisState.CONNECTING
         # Messages dropped since start, by reason (DROP_REASONS).
         self.dropped: dict[str, int] = dict.fromkeys(DROP_REASONS, 0)
         self.unlogged = 0  # complaints not logged since start: over the log throttle
         self._recorders_for = recorders_for
+        self._on_forget = on_forget
         self._backoff = Backoff(initial=0.2, maximum=max_backoff)
         self._complained_at = -math.inf
         self._unreported = 0  # complaints since the last one logged
@@ -304,7 +316,7 @@ class Fleet:
         known: dict[bytes, float] = {}
         for raw, score in cast("list[tuple[bytes, float]]", [*recent, *others]):
             known.setdefault(raw, score)
-        hosts: list[_Listed] = []
+        listed: dict[str, float | None] = {}
         for raw, score in known.items():
             try:
                 host = check_host_id(raw.decode(errors="replace"))
@@ -317,12 +329,18 @@ class Fleet:
             except WireError as exc:
                 self._complain(host, str(exc), exc.reason)
                 last_seen = None  # its ticks, if real, will tell
-            hosts.append((host, last_seen))
-        # The hosts this hub serves come first, read or not (the most recent names may
+            listed[host] = last_seen
+        # The hosts this hub serves compete too, read or not (the most recent names may
         # all be invented ones).
-        listed = {host for host, _ in hosts}
-        hosts += [(h, r.record.last_seen) for h, r in self.hosts.items() if h not in listed]
-        hosts = self._within_limit(hosts)
+        for host, served in self.hosts.items():
+            listed.setdefault(host, served.record.last_seen)
+        unproven = [host for host in listed if host not in self.hosts or host in self.silent]
+        async with answered_within():
+            newest = await self._newest_ticks(client, unproven, now)
+        hosts = self._within_limit(listed, newest, now)
+        chosen = {host for host, _ in hosts}
+        for host in [host for host in self.silent if host not in chosen]:
+            await self._forget(host, "hosts with ticks in Redis took its place")
         wanted = {host: self._backlog_wanted(host, now, last_seen) for host, last_seen in hosts}
         async with answered_within(BACKLOG_TIMEOUT):
             backlogs = await self._read_backlogs(client, wanted)
@@ -338,9 +356,28 @@ class Fleet:
             remote = await self._host(host, interval)
             if remote is None:
                 continue
-            kept = remote.backfill(ticks, last_seen)
+            kept = remote.backfill(ticks, last_seen, now)
+            if remote.record.latest is not None:
+                self.silent.pop(host, None)
             if kept:
                 logger.debug("fleet: backfilled %d ticks of host %s", kept, host)
+
+    async def _newest_ticks(
+        self, client: aioredis.Redis, hosts: list[str], now: float
+    ) -> dict[str, float]:
+        """When each of ``hosts`` whose backlog ends in a valid tick last ticked (no later
+        than ``now``): one entry per host, so that names listed without any data (anyone
+        may list one) rank below the hosts that publish."""
+        pipe = client.pipeline(transaction=False)
+        for host in hosts:
+            pipe.xrevrange(backlog_key(host), count=1)
+        found: dict[str, float] = {}
+        for host, entries in zip(hosts, await pipe.execute(), strict=True):
+            for _entry_id, fields in entries:
+                with contextlib.suppress(WireError):
+                    tick = decode_tick(fields.get(b"tick", b""), host=host, now=now)
+                    found[host] = min(tick.sample.timestamp, now)
+        return found
 
     async def _read_backlogs(
         self, client: aioredis.Redis, wanted: dict[str, int]
@@ -375,24 +412,30 @@ class Fleet:
         return found
 
     def _within_limit(
-        self, hosts: list[tuple[str, float | None]]
-    ) -> list[tuple[str, float | None]]:
-        """The hosts this hub serves already, then the most recently seen others while
-        there is room under ``max_hosts``; the rest are counted and logged (once)."""
-        known = [entry for entry in hosts if entry[0] in self.hosts]
-        others = sorted(
-            (entry for entry in hosts if entry[0] not in self.hosts),
-            key=lambda entry: -math.inf if entry[1] is None else entry[1],
-            reverse=True,
-        )
-        room = max(0, self.max_hosts - len(self.hosts))
-        if len(others) > room:
-            self.dropped["max_hosts"] += len(others) - room
+        self, listed: dict[str, float | None], newest: dict[str, float], now: float
+    ) -> list[_Listed]:
+        """Up to ``max_hosts`` of ``listed`` (host: last seen): the hosts this hub has
+        ticks of keep their place, then those with a tick in their backlog, the most
+        recent first, then names with no data at all; the rest are counted and logged."""
+
+        def rank(host: str) -> tuple[int, float]:
+            if host in self.hosts and host not in self.silent:
+                return (2, 0.0)
+            if host in newest:
+                return (1, newest[host])
+            seen = listed[host]
+            return (0, -math.inf if seen is None else min(seen, now))
+
+        ordered = sorted(listed, key=rank, reverse=True)
+        kept, left = ordered[: self.max_hosts], ordered[self.max_hosts :]
+        ignored = sum(1 for host in left if host not in self.hosts)
+        if ignored:
+            self.dropped["max_hosts"] += ignored
             self._log_throttled(
-                f"fleet: {HOSTS_KEY} lists at least {len(hosts)} hosts; this hub serves at most "
-                f"{self.max_hosts} (--max-hosts) and ignores {len(others) - room}"
+                f"fleet: {HOSTS_KEY} lists at least {len(listed)} hosts; this hub serves at "
+                f"most {self.max_hosts} (--max-hosts) and ignores {ignored}"
             )
-        return known + others[:room]
+        return [(host, listed[host]) for host in kept]
 
     def _backlog_wanted(self, host: str, now: float, last_seen: float | None) -> int:
         remote = self.hosts.get(host)
@@ -411,9 +454,13 @@ class Fleet:
         except WireError as exc:
             self._complain(host, str(exc), exc.reason)
             return
+        if host not in self.hosts and len(self.hosts) >= self.max_hosts and self.silent:
+            # A host that publishes takes the slot of the oldest one that never did.
+            await self._forget(next(iter(self.silent)), f"host {host} publishes and needs its slot")
         remote = await self._host(host, tick.interval)
         if remote is not None:
             remote.receive(tick, now)
+            self.silent.pop(host, None)
 
     async def _host(self, host: str, interval: float | None) -> RemoteHost | None:
         """The host's :class:`RemoteHost`, created on first sight; None (counted and
@@ -429,10 +476,22 @@ class Fleet:
                 return None
             record = HostRecord(host, interval or 1.0)
             remote = self.hosts[host] = RemoteHost(self, record, self.history_seconds)
+            self.silent[host] = None
             remote.history.extra.extend(self._recorders_for(host))
             await remote.hub.start()
             logger.info("fleet: serving host %s", host)
         return remote
+
+    async def _forget(self, host: str, why: str) -> None:
+        """Stop serving ``host``, which never had a tick here: its clients are cut (they
+        reconnect and get 404), its hub stopped, and ``on_forget`` lets go of the rest. It
+        has no history, store rows or alert series: those come from ticks only."""
+        remote = self.hosts.pop(host)
+        self.silent.pop(host, None)
+        remote.hub.abort_clients()
+        await remote.hub.stop()
+        self._on_forget(host)
+        logger.info("fleet: stopped serving host %s, which never published: %s", host, why)
 
     @property
     def skipped(self) -> int:

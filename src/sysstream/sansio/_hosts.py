@@ -3,6 +3,8 @@ heard from, its latest sample, and whether it counts as online.
 
 A host is offline once it has missed 3 intervals (plus half an interval of grace for
 network jitter) and online again with its next tick; nothing needs resetting by hand.
+Only a tick makes a host online: a name listed in Redis with a recent score and no tick
+the hub accepted is offline (any agent may list any name, docs/fleet.md, Trust).
 Times are epoch seconds: ticks heard live are stamped with the hub's clock on receipt,
 hosts found in Redis at start with the agent's timestamp of their last tick.
 """
@@ -51,7 +53,7 @@ class HostRecord:
         return True
 
     def status(self, now: float) -> HostStatus:
-        if self.last_seen is None:
+        if self.latest is None or self.last_seen is None:
             return HostStatus.OFFLINE
         silent = now - self.last_seen
         return HostStatus.OFFLINE if silent > self.grace else HostStatus.ONLINE
@@ -73,7 +75,7 @@ class HostRecord:
         """Why the host's stream has no data, while it is offline; None while online."""
         if self.status(now) is HostStatus.ONLINE:
             return None
-        if self.last_seen is None:
+        if self.latest is None or self.last_seen is None:
             return f"host {self.host} has not published yet"
         return f"host {self.host} offline: no tick for {now - self.last_seen:.0f} s"
 

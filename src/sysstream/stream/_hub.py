@@ -219,6 +219,12 @@ class MetricsHub:
         for sink in stalled:
             self.detach(sink)
 
+    def abort_clients(self) -> None:
+        """Cut every client at once (the hub's source is going away for good); each
+        connection's own close path detaches it and releases its slot."""
+        for sink in list(self._views_of):
+            sink.abort()
+
     # Lifecycle
 
     async def start(self) -> None:

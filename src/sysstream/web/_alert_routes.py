@@ -8,8 +8,9 @@ the app's access policy: with a token set, every one needs it.
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -41,16 +42,25 @@ class AlertRouter(APIRouter):
     evaluator: AlertEvaluator
 
 
-def stream_alerts_to(evaluator: AlertEvaluator, hub: MetricsHub, host: str | None) -> None:
+def stream_alerts_to(
+    evaluator: AlertEvaluator, hub: MetricsHub, host: str | None
+) -> Callable[[], None]:
     """Deliver ``host``'s alert events (every host's for None) to ``hub``'s subscribers
-    that asked for alerts, and give new subscribers the active set."""
+    that asked for alerts, and give new subscribers the active set; the function
+    returned undoes it (a fleet hub that stops serving a host)."""
 
     def listener(event: AlertEvent, message: bytes) -> None:
         if host is None or event.labels.get("host") == host:
             hub.broadcast_alert(message)
 
+    def unsubscribe() -> None:
+        with contextlib.suppress(ValueError):
+            evaluator.listeners.remove(listener)
+        hub.alert_snapshot = None
+
     evaluator.listeners.append(listener)
     hub.alert_snapshot = lambda: evaluator.snapshot(host)
+    return unsubscribe
 
 
 def alert_router(evaluator: AlertEvaluator, *, access: AccessPolicy) -> AlertRouter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from fastapi import FastAPI
 from prometheus_client.registry import Collector
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
     evaluator = _evaluator(settings, store)
     app.state.alerts = evaluator
     if settings.redis_url is not None:
+        # Each served host's alert subscription, undone when the fleet forgets the host.
+        subscriptions: dict[str, Callable[[], None]] = {}
 
         def recorders_for(host: str) -> list[Recorder]:
             # Every host's history goes to the same store, keyed by host id; every host's
@@ -60,12 +62,19 @@ def create_app(settings: Settings | None = None, *, source: Source | None = None
             if evaluator is not None:
                 found.append(evaluator.recorder(host))
                 # The host's hub exists once this returns: then give it the host's alerts.
-                asyncio.get_running_loop().call_soon(_host_alerts, evaluator, hosts.fleet, host)
+                asyncio.get_running_loop().call_soon(
+                    _host_alerts, evaluator, hosts.fleet, host, subscriptions
+                )
             return found
+
+        def forget(host: str) -> None:
+            unsubscribe = subscriptions.pop(host, None)
+            if unsubscribe is not None:
+                unsubscribe()
 
         hosts = fleet_router(
             settings, access=metrics.access, connections=metrics.connections,
-            budget=metrics.history_budget, recorders_for=recorders_for,
+            budget=metrics.history_budget, recorders_for=recorders_for, on_forget=forget,
         )  # fmt: skip
         app.include_router(hosts, prefix=FLEET_PREFIX)
         app.state.fleet = hosts.fleet
@@ -103,11 +112,21 @@ def _evaluator(settings: Settings, store: HistoryStore | None) -> AlertEvaluator
     return AlertEvaluator(rules, rule_file=settings.alerts, log=log, coordinator=coordinator)
 
 
-def _host_alerts(evaluator: AlertEvaluator, fleet: Fleet, host: str) -> None:
-    """``/api/hosts/{host}/metrics?alerts=1`` gets that host's alerts."""
+def _host_alerts(
+    evaluator: AlertEvaluator,
+    fleet: Fleet,
+    host: str,
+    subscriptions: dict[str, Callable[[], None]],
+) -> None:
+    """``/api/hosts/{host}/metrics?alerts=1`` gets that host's alerts (once, however often
+    the host was forgotten and served again meanwhile)."""
     remote = fleet.hosts.get(host)
-    if remote is not None:
-        stream_alerts_to(evaluator, remote.hub, host)
+    if remote is None:
+        return  # forgotten before this ran
+    previous = subscriptions.pop(host, None)
+    if previous is not None:
+        previous()
+    subscriptions[host] = stream_alerts_to(evaluator, remote.hub, host)
 
 
 def _host_statuses(fleet: Fleet) -> Iterator[tuple[str, bool, float]]:

@@ -60,6 +60,7 @@ def fleet_router(
     connections: ConnectionLimit,
     budget: ResponseBudget | None = None,
     recorders_for: Callable[[str], Iterable[Recorder]] | None = None,
+    on_forget: Callable[[str], None] | None = None,
 ) -> FleetRouter:
     """The fleet routes for ``settings.redis_url``; the router's lifespan runs the fleet.
 
@@ -75,6 +76,7 @@ def fleet_router(
         max_views=settings.max_views,
         max_hosts=settings.max_hosts,
         recorders_for=recorders_for or (lambda host: ()),
+        on_forget=on_forget or (lambda host: None),
     )
 
     @asynccontextmanager
