@@ -1,5 +1,5 @@
 """A real HTTP receiver on port 0 for notification tests: records every POST, can answer
-500 a number of times first, or hang until released."""
+500 a number of times first, hang until released, or dribble its answer a byte at a time."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ class Receiver:
         self.fail_next = 0  # answer 500 to this many requests first
         self.hang = threading.Event()  # while set, requests wait for `release`
         self.release = threading.Event()
+        self.dribble: float | None = None  # seconds between the answer's bytes (until released)
+        self.cut_off = 0  # dribbled answers whose connection the client closed before the end
         self._received = threading.Condition()
         receiver = self
 
@@ -35,6 +37,9 @@ class Receiver:
                 if receiver.hang.is_set():
                     receiver.release.wait(60)
                 status = 500 if failing else 200
+                if receiver.dribble is not None:
+                    self._dribble(status, receiver.dribble)
+                    return
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -43,6 +48,19 @@ class Receiver:
                     with receiver._received:
                         receiver.bodies.append(json.loads(raw))
                         receiver.paths.append(self.path)
+                        receiver._received.notify_all()
+
+            def _dribble(self, status: int, every: float) -> None:
+                answer = f"HTTP/1.1 {status} OK\r\nContent-Length: 2\r\n\r\n{{}}".encode()
+                self.close_connection = True
+                try:
+                    for byte in answer:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        receiver.release.wait(every)
+                except OSError:
+                    with receiver._received:
+                        receiver.cut_off += 1
                         receiver._received.notify_all()
 
             def log_message(self, format: str, *args: Any) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -178,3 +179,94 @@ async def test_a_hung_receiver_does_not_delay_ticks(
         assert max(gaps) < 2.0
         active = server.call(lambda: server.app.state.alerts.active())
         assert active == []  # evaluation carried on too: the alert resolved meanwhile
+
+
+def notify_threads(name: str) -> list[threading.Thread]:
+    """The live threads of destination ``name``: its worker and its attempts."""
+    prefix = f"sysstream-notify-{name}"
+    return [t for t in threading.enumerate() if t.name.startswith(prefix) and t.is_alive()]
+
+
+def test_a_webhook_that_dribbles_its_answer_is_cut_at_the_attempts_deadline(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A byte every 0.2 s never trips a 1 s socket timeout (it bounds each read): the
+    # 38-byte answer once held the worker 7.6 s, and a byte every 4 s held it for good.
+    with Receiver() as receiver:
+        receiver.dribble = 0.2
+        hook = Destination(DestinationKind.WEBHOOK, receiver.url(), "hook", timeout=1.0, retries=0)
+        notifier = Notifier([hook])
+        notifier.start()
+        try:
+            with caplog.at_level(logging.WARNING, logger="sysstream"):
+                started = time.monotonic()
+                notifier.send(event())
+                wait_until(lambda: notifier.stats["hook"].gave_up == 1, timeout=5)
+                took = time.monotonic() - started
+            # The connection was shut down, so the attempt's thread ended with it.
+            wait_until(lambda: receiver.cut_off == 1, timeout=5)
+            wait_until(lambda: len(notify_threads("hook")) == 1, timeout=5)  # the worker
+        finally:
+            notifier.stop()
+    assert 1.0 <= took < 2.0, took
+    assert (notifier.stats["hook"].sent, notifier.stats["hook"].failures) == (0, 1)
+    failures = [r.getMessage() for r in caplog.records if "failed" in r.getMessage()]
+    assert failures == [
+        "notification to hook failed (attempt 1 of 1): no complete answer within 1 s"
+    ]
+
+
+def test_an_apprise_receiver_that_dribbles_holds_one_thread_at_most() -> None:
+    # Apprise's cto/rto are requests' timeouts, per read too; its connection is out of
+    # reach, so its attempt may run on, but the worker moves on at the deadline and starts
+    # no second attempt while the first runs.
+    with Receiver() as receiver:
+        receiver.dribble = 0.2
+        url = f"json://127.0.0.1:{receiver.port}/apprise"
+        json = Destination(DestinationKind.APPRISE, url, "json", timeout=1.0, retries=2)
+        notifier = Notifier([json], backoff_initial=0.05)
+        notifier.start()
+        try:
+            started = time.monotonic()
+            notifier.send(event())
+            wait_until(lambda: notifier.stats["json"].gave_up == 1, timeout=5)
+            took = time.monotonic() - started
+            assert len(notify_threads("json")) <= 2  # the worker and the attempt running on
+        finally:
+            notifier.stop()
+    assert took < 2.5, took  # 1 s, then two attempts refused at once (and their backoff)
+    assert (notifier.stats["json"].failures, receiver.attempts) == (3, 1)
+
+
+@pytest.mark.parametrize("kind", [DestinationKind.WEBHOOK, DestinationKind.APPRISE])
+def test_reloads_during_a_dribbled_answer_leave_no_thread_behind(kind: DestinationKind) -> None:
+    # Each reload (SIGHUP) replaced the notifier and left the old worker blocked on the
+    # receiver: one thread more per reload, for as long as the receiver dribbled.
+    with Receiver() as receiver:
+        receiver.dribble = 0.2
+        url = (
+            receiver.url()
+            if kind is DestinationKind.WEBHOOK
+            else receiver.url("/apprise").replace("http://", "json://")
+        )
+        destination = Destination(kind, url, "reloaded", timeout=5.0, retries=0)
+        notifier: Notifier | None = None
+        try:
+            for reload in range(5):
+                notifier = Notifier([destination], previous=notifier)
+                notifier.start()
+                before = receiver.attempts
+                notifier.send(event(at=1_700_000_000.0 + reload))
+                stats = notifier.stats["reloaded"]
+                # Busy with it: an attempt reached the receiver, or was refused at once.
+                wait_until(lambda s=stats, b=before: receiver.attempts > b or s.failures > 0)
+                notifier.stop()
+            # Every old worker ended at once; a webhook's attempts were cut, an Apprise
+            # one runs on alone (the later workers started none beside it).
+            left = 0 if kind is DestinationKind.WEBHOOK else 1
+            wait_until(lambda: len(notify_threads("reloaded")) <= left, timeout=3)
+        finally:
+            if notifier is not None:
+                notifier.stop()
+    if kind is DestinationKind.APPRISE:
+        assert receiver.attempts == 1

@@ -231,7 +231,7 @@ class AlertEvaluator:
             return False
         events = self.engine.replace_rules(rules, at=time.time())
         self.notifier.stop()
-        self.notifier = Notifier(rules.notify)
+        self.notifier = Notifier(rules.notify, previous=self.notifier)
         self.notifier.start()
         await self._handle(events)
         logger.info("alerts: reloaded %d rule(s) from %s", len(rules.rules), self.rule_file)

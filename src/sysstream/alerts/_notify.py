@@ -1,8 +1,15 @@
 """Delivering notifications, off the event loop: one worker thread per destination.
 
 :meth:`Notifier.send` only puts the event on each destination's bounded queue, so a dead
-or hung receiver costs the event loop nothing; the worker sends with a timeout per attempt,
+or hung receiver costs the event loop nothing; the worker gives each attempt a deadline,
 retries with exponential backoff, and drops what exceeds the destination's rate limit.
+
+The deadline is the whole attempt's, not a socket timeout's (which bounds each read, so a
+receiver answering a byte every few seconds never reached it): the attempt runs on a
+thread of its own, and the worker waits for it until the deadline. Then a webhook's
+connection is cut and its thread ends; Apprise's connection is out of reach, so its thread
+may linger, and until it ends that destination's next attempts fail at once rather than
+start another: at most one lingering thread per destination, across reloads too.
 Every failed attempt is a log line and a count in :class:`DeliveryStats` (exported to
 Prometheus). Apprise delivers ``url`` destinations (ntfy, Slack, e-mail, ``json://``, ...);
 ``webhook`` destinations get Alertmanager's webhook JSON in a plain POST.
@@ -11,13 +18,14 @@ Prometheus). Apprise delivers ``url`` destinations (ntfy, Slack, e-mail, ``json:
 from __future__ import annotations
 
 import contextlib
+import http.client
 import logging
 import queue
 import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import apprise
@@ -34,6 +42,7 @@ from ..sansio import (
     notification_text,
     webhook_body,
 )
+from ._webhook import Cut, post
 
 __all__ = ["DeliveryStats", "Notifier", "check_destinations"]
 
@@ -67,6 +76,29 @@ def check_destinations(destinations: Iterable[Destination]) -> None:
             )
 
 
+class _Attempt:
+    """One delivery attempt on a thread of its own, which the worker may give up on."""
+
+    def __init__(self, send: Callable[[Cut], None], name: str, on_end: Callable[[], None]):
+        self.cut = Cut()
+        self.error: DeliveryError | None = None
+        self.finished = threading.Event()
+        self._send = send
+        self._on_end = on_end
+        self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._send(self.cut)
+        except DeliveryError as exc:
+            self.error = exc
+        except Exception as exc:  # a plugin bug must not go unreported
+            self.error = DeliveryError(f"{type(exc).__name__}: {exc}")
+        finally:
+            self.finished.set()
+            self._on_end()
+
+
 def _with_timeouts(url: str, timeout: float) -> str:
     """Apprise's per-URL connect and read timeouts (``cto``/``rto``), unless given."""
     if "rto=" in url or "cto=" in url:
@@ -75,8 +107,14 @@ def _with_timeouts(url: str, timeout: float) -> str:
 
 
 class _Worker:
-    def __init__(self, destination: Destination, backoff_initial: float) -> None:
+    def __init__(
+        self, destination: Destination, backoff_initial: float, running: _Attempt | None = None
+    ) -> None:
         self.destination = destination
+        # The latest attempt, maybe still running past its deadline (an Apprise one), or
+        # the one its predecessor left running before a reload.
+        self.running = running
+        self._changed = threading.Event()  # an attempt finished, or stop() was called
         self.stats = DeliveryStats()
         self.queue: queue.Queue[object] = queue.Queue(maxsize=QUEUE_SIZE)
         self._rate = ControlRateLimit(
@@ -104,6 +142,7 @@ class _Worker:
 
     def stop(self) -> None:
         self._stopping.set()
+        self._changed.set()  # an attempt in flight is given up at once
         with contextlib.suppress(queue.Full):  # the worker checks the flag between attempts
             self.queue.put_nowait(_STOP)
 
@@ -146,14 +185,43 @@ class _Worker:
             return
 
     def _attempt(self, event: AlertEvent) -> None:
+        """Run one attempt on its own thread and wait for it until its deadline."""
+        timeout = self.destination.timeout
+        previous = self.running
+        if previous is not None and not previous.finished.is_set():
+            raise DeliveryError(f"the previous attempt is still running, past its {timeout:g} s")
+        if self._stopping.is_set():
+            raise DeliveryError("given up: the notifier stopped")
+        attempt = _Attempt(
+            lambda cut: self._send(event, cut),
+            f"sysstream-notify-{self.destination.name}-attempt",
+            self._changed.set,
+        )
+        self.running = attempt
+        deadline = time.monotonic() + timeout
+        attempt.thread.start()
+        while True:
+            self._changed.clear()
+            if attempt.finished.is_set() or self._stopping.is_set():
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            self._changed.wait(left)
+        if not attempt.finished.is_set():
+            attempt.cut.now()  # a webhook's thread ends now; Apprise's when Apprise gives up
+            if self._stopping.is_set():
+                raise DeliveryError("given up: the notifier stopped")
+            raise DeliveryError(f"no complete answer within {timeout:g} s")
+        if attempt.error is not None:
+            raise attempt.error
+
+    def _send(self, event: AlertEvent, cut: Cut) -> None:
+        """The delivery itself, on the attempt's thread."""
         destination = self.destination
         if self._apprise is not None:
             title, body = notification_text(event)
-            try:
-                delivered = self._apprise.notify(body=body, title=title)
-            except Exception as exc:  # a plugin bug must not end the worker
-                raise DeliveryError(f"{type(exc).__name__}: {exc}") from None
-            if not delivered:
+            if not self._apprise.notify(body=body, title=title):
                 raise DeliveryError("Apprise reported the delivery failed")
             return
         request = urllib.request.Request(
@@ -166,11 +234,12 @@ class _Worker:
             method="POST",
         )
         try:
-            with urllib.request.urlopen(request, timeout=destination.timeout) as response:
-                response.read(65536)
+            post(request, destination.timeout, cut)
         except urllib.error.HTTPError as exc:
             raise DeliveryError(f"HTTP {exc.code}") from None
-        except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+            if cut.done:  # the worker gave up on this attempt and logged why
+                raise DeliveryError("cut at its deadline") from None
             reason = getattr(exc, "reason", exc)
             raise DeliveryError(f"{type(exc).__name__}: {reason}") from None
 
@@ -178,8 +247,21 @@ class _Worker:
 class Notifier:
     """Every destination's worker; :meth:`send` never blocks."""
 
-    def __init__(self, destinations: Iterable[Destination], *, backoff_initial: float = 1.0):
-        self._workers = [_Worker(d, backoff_initial) for d in destinations]
+    def __init__(
+        self,
+        destinations: Iterable[Destination],
+        *,
+        backoff_initial: float = 1.0,
+        previous: Notifier | None = None,
+    ):
+        """``previous``: the notifier this one replaces (a reload); an attempt of its
+        still running counts against the same destination here."""
+        left: dict[Destination, _Attempt | None] = {}
+        if previous is not None:
+            left = {worker.destination: worker.running for worker in previous._workers}
+        self._workers: list[_Worker] = [
+            _Worker(d, backoff_initial, left.get(d)) for d in destinations
+        ]
         self._started = False
 
     @property
@@ -192,7 +274,7 @@ class Notifier:
             worker.thread.start()
 
     def stop(self) -> None:
-        """Ask the workers to finish; a worker blocked on a hung receiver ends by its timeout."""
+        """Ask the workers to finish: each gives up its attempt in flight at once."""
         for worker in self._workers:
             worker.stop()
 
