@@ -215,7 +215,8 @@ class AlertEvaluator:
                 )
             except (KeyError, TypeError, ValueError):
                 continue
-        self.silences = Silences(s for s in silences if s.ends > now)
+        # The same silences keep their verdicts (a fleet hub reloads them at every GET).
+        self.silences.replace(s for s in silences if s.ends > now)
 
     # Reload
 
