@@ -578,6 +578,46 @@ async def test_fleet_overview_greys_offline_hosts_and_asks_once_for_every_histor
         assert page.errors == []
 
 
+async def test_a_fleet_host_sampled_at_another_interval_streams_at_multiples_of_it(
+    redis_url: str, server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
+) -> None:
+    from .test_fleet import agent, wait_for_status
+
+    # The hub ticks every 0.2 s, the agent every 0.4 s: the 1 h window's interval must be a
+    # multiple of the host's 0.4 s (3.2 s), not of the hub's (3.0 s, refused by the host's
+    # stream, which went on at 0.4 s while the page believed 3 s).
+    server = server_factory(redis_url=redis_url, interval=0.2)
+    async with agent(redis_url, "db1", 0.4):
+        await wait_for_status(server, {"db1": "online"})
+        page = await open_page(server.http_url + "/", window=3600)
+        await page.wait_state("live")
+        await page.wait_until("document.querySelectorAll('#host-select option').length === 2")
+        await page.page.select_option("#host-select", "db1")
+        await page.wait_until("window.sysstreamDashboard.interval === 3.2")
+        await page.wait_state("live")
+        status = await page.page.text_content("#status-text") or ""
+        assert status == "Live · 3.2 s", status
+        replies: list[str] = []
+        page.page.on(
+            "websocket",
+            lambda ws: ws.on("framereceived", lambda frame: replies.append(str(frame))),
+        )
+        # A window change resubscribes: the host accepts it (no error message, no notice).
+        await page.page.click("#window [data-seconds='900']")
+        await page.wait_until("window.sysstreamDashboard.interval === 0.8")
+        await page.page.click("#window [data-seconds='3600']")
+        await page.wait_until("window.sysstreamDashboard.interval === 3.2")
+        await page.wait_until("window.sysstreamDashboard.points >= 2")
+        assert await page.page.is_hidden("#notice")
+        # Its agent publishes no processes: no card, and none asked for.
+        assert await page.page.is_hidden("#processes")
+        streams = [u for u in page.requests if "/api/hosts/db1/metrics?" in u]
+        assert streams and all("processes" not in parse_qs(urlsplit(u).query)["fields"][0]
+                               for u in streams)  # fmt: skip
+        assert not any('"error"' in reply for reply in replies), replies
+        assert page.errors == []
+
+
 async def test_dashboard_under_a_prefix_in_an_embedding_app(
     server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
 ) -> None:

@@ -432,10 +432,33 @@ async def test_an_unknown_host_is_refused_with_404(redis_url: str, server_factor
             pass
     assert refused.value.response.status_code == 404
     async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
-        for path in ("/api/hosts/nosuch/metrics", "/api/hosts/nosuch/metrics/history"):
+        for path in (
+            "/api/hosts/nosuch/metrics",
+            "/api/hosts/nosuch/metrics/history",
+            "/api/hosts/nosuch/metrics/schema",
+        ):
             response = await http.get(path)
             assert response.status_code == 404
             assert response.json()["error"] == "unknown host 'nosuch'"
+
+
+async def test_a_hosts_schema_has_its_own_interval_and_what_its_agent_publishes(
+    redis_url: str, server_factory: Factory
+) -> None:
+    server = hub(server_factory, redis_url)  # ticks every 0.2 s
+    async with agent(redis_url, "db1", 0.4):
+        await wait_for_status(server, {"db1": "online"})
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+            host = (await http.get("/api/hosts/db1/metrics/schema")).json()
+            local = (await http.get("/api/system/metrics/schema")).json()
+    assert local["interval"] == INTERVAL and "processes" in local["groups"]
+    assert host["interval"] == 0.4  # the agent's, to which every stream interval is bound
+    assert host["hostname"] == "db1"
+    assert host["store"] is False and host["processes"] is False
+    # Agents publish the groups kept in history: no processes.
+    kept = {name for name, group in local["groups"].items() if group["history"]}
+    assert set(host["groups"]) == kept and "processes" not in kept
+    assert host["groups"]["cpu"] == local["groups"]["cpu"]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._agent import AgentSettings, run_agent
+from ._agent import AgentSettings, published_groups, run_agent
 from ._hub import Fleet, RemoteHost
 
-__all__ = ["AgentSettings", "Fleet", "RemoteHost", "run_agent"]
+__all__ = ["AgentSettings", "Fleet", "RemoteHost", "published_groups", "run_agent"]

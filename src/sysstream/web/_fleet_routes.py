@@ -1,11 +1,12 @@
 """Fleet mode's HTTP and WebSocket routes, mounted under ``/api/hosts`` by ``serve --redis``.
 
 ``GET /api/hosts`` lists the hosts and ``GET /api/hosts/history`` their recent past in one
-request (the overview's sparklines); ``/api/hosts/{host}/metrics`` (WS and GET) and
-``/api/hosts/{host}/metrics/history`` are the host's stream, latest sample and history,
-served by the same code as ``/api/system/metrics``, under the same access policy and
-connection limit. An unknown host is refused with 404, during the WebSocket handshake too
-(4404 after accepting, on a server without ASGI's denial-response extension).
+request (the overview's sparklines); ``/api/hosts/{host}/metrics`` (WS and GET),
+``/api/hosts/{host}/metrics/history`` and ``…/metrics/schema`` are the host's stream, latest
+sample, history and schema, served by the same code as ``/api/system/metrics``, under the
+same access policy and connection limit. An unknown host is refused with 404, during the
+WebSocket handshake too (4404 after accepting, on a server without ASGI's denial-response
+extension).
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, WebSocket
 from fastapi.responses import Response
 
-from .._registry import DEFAULT_FIELDS
+from .._registry import DEFAULT_FIELDS, GROUPS
 from .._settings import Settings
-from ..fleet import Fleet, RemoteHost
+from ..fleet import Fleet, RemoteHost, published_groups
 from ..sansio import (
     ControlError,
     check_host_id,
@@ -34,6 +35,7 @@ from ..stream import Recorder
 from ._budget import ResponseBudget, budgeted
 from ._limits import ConnectionLimit
 from ._router import JSON, TRY_AGAIN_LATER, history_response, latest_response, serve_stream
+from ._schema import schema
 from ._security import AccessPolicy, Refusal, deny_websocket
 
 __all__ = ["FleetRouter", "fleet_router"]
@@ -45,6 +47,8 @@ UNKNOWN_HOST_CLOSE = 4404
 # maximum bounds the body at (hosts × fields × points) values whatever a client asks.
 SPARK_POINTS = 60
 MAX_POINTS = 300
+# The groups a fleet host's stream carries: what every agent publishes.
+PUBLISHED = published_groups(frozenset(GROUPS))
 
 
 class FleetRouter(APIRouter):
@@ -145,6 +149,24 @@ def fleet_router(
         if remote is None:
             return _unknown(host)
         return await latest_response(remote.hub)
+
+    @hosts.get("/{host}/metrics/schema", summary="What a host's stream carries, from the registry")
+    async def host_schema(host: str) -> Response:
+        remote = _find(fleet, host)
+        if remote is None:
+            return _unknown(host)
+        # The host's own tick (an agent may sample at another interval than this hub: the
+        # dashboard's intervals must be multiples of it), and only what its agent publishes
+        # (no processes); its routes read no store and list no processes.
+        body = schema(
+            remote.source.interval,
+            settings.history_seconds,
+            store=False,
+            processes=False,
+            hostname=host,
+            groups=PUBLISHED,
+        )
+        return Response(encode_json(body), media_type=JSON)
 
     @hosts.get("/{host}/metrics/history", summary="A host's recent samples, one column per field")
     async def recent(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Collection
 from typing import Any
 
 from .._registry import DEFAULT_FIELDS, GROUPS
@@ -11,13 +12,21 @@ __all__ = ["schema"]
 
 
 def schema(
-    interval: float, history_seconds: float, *, store: bool, processes: bool = False
+    interval: float,
+    history_seconds: float,
+    *,
+    store: bool,
+    processes: bool = False,
+    hostname: str | None = None,
+    groups: Collection[str] | None = None,
 ) -> dict[str, Any]:
     """The registry plus what this server is and keeps: ``store`` says whether ranges older
     than the in-memory ring (``history_seconds``) can be read from the history store,
-    ``processes`` whether ``GET …/metrics/processes`` lists this host's processes."""
+    ``processes`` whether ``GET …/metrics/processes`` lists this host's processes.
+    ``hostname`` and ``groups`` describe another host (a fleet host): its id, and the groups
+    its stream carries (default: this one's name, and every group)."""
     return {
-        "hostname": socket.gethostname(),
+        "hostname": socket.gethostname() if hostname is None else hostname,
         "interval": interval,
         "history_seconds": history_seconds,
         "store": store,
@@ -44,5 +53,6 @@ def schema(
                 ],
             }
             for group in GROUPS.values()
+            if groups is None or group.name in groups
         },
     }

@@ -464,7 +464,9 @@ const alerts = new Alerts({
 });
 
 const stream = new Stream({
-  probeUrl: () => metricsUrl(null, "/schema").href,
+  // The selected host's own schema: a fleet host has its agent's interval (every stream
+  // interval the page asks for must be a multiple of it) and only the groups it publishes.
+  probeUrl: () => metricsUrl(page.host, "/schema").href,
   streamUrl,
   token,
   onProbe(body) {

@@ -100,6 +100,10 @@ export class ProcessPanel {
   draw() {
     const schema = this.schema();
     if (!schema) return;
+    // A fleet host's agent publishes no processes: no card rather than an empty one.
+    const shown = schema.has("processes");
+    if ($("processes").hidden === shown) $("processes").hidden = !shown;
+    if (!shown) return;
     const cpus = this.#cpus();
     const machine = !this.perCore && cpus > 0;
     const cpu = formatter(schema.unit("processes.top_cpu.*.cpu_percent"));
