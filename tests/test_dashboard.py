@@ -205,6 +205,24 @@ async def test_pause_freezes_the_charts_and_resume_catches_up(
     )
 
 
+async def test_a_window_wider_than_the_ring_is_filled_with_what_the_ring_holds(
+    server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
+) -> None:
+    # Memory only, 20 s of ticks: the 5 m window asks for those 20 s (the route refuses
+    # more than the ring holds with 400, and the page then filled nothing).
+    server = server_factory(interval=0.2, no_store=True, history_seconds=20)
+    page = await open_page(server.http_url + "/", window=60)
+    await page.wait_state("live")
+    await page.wait_until("window.sysstreamDashboard.points >= 3")
+    async with page.page.expect_response(lambda r: "/metrics/history?" in r.url) as answer:
+        await page.page.click("#window [data-seconds='300']")
+    response = await answer.value
+    assert response.status == 200, await response.text()
+    assert parse_qs(urlsplit(response.url).query)["seconds"] == ["20"]
+    await page.wait_until("window.sysstreamDashboard.window === 300")
+    assert page.errors == []
+
+
 async def test_reconnect_asks_for_the_gap_and_breaks_the_line_over_the_outage(
     open_page: Callable[..., Any], tmp_path: Path
 ) -> None:

@@ -352,8 +352,13 @@ function showStoredWindows() {
 /** Fetch the window's points: the stream's ticks from the ring, or on a stored window,
  * buckets of `page.step` from the store (with min and max, for the bands). */
 async function backfillWindow(seconds) {
+  // A live window reads the ring, which refuses more than it holds (--history-seconds; a
+  // fleet host's too): ask for what it has. Stored windows read the store, which has no
+  // such bound.
+  const span = page.step === null ? Math.min(seconds, page.schema.historySeconds) : seconds;
+  if (span <= 0) return;
   const url = metricsUrl(page.host, "/history");
-  url.searchParams.set("seconds", String(seconds));
+  url.searchParams.set("seconds", String(span));
   const charted = page.groups.filter((g) => g !== "processes" && g !== "containers");
   url.searchParams.set("fields", charted.join(","));
   const step = page.step;
