@@ -61,7 +61,7 @@ def test_serve_refuses_a_bad_file_at_start(tmp_path: Path) -> None:
     assert served.returncode == 2
     assert served.stderr == (
         f"sysstream: invalid --alerts / SYSSTREAM_ALERTS: {path}: rule 'cpu', field 'warning':"
-        f" expected a number or a sibling value of 'cpu', got 'hot' (got {str(path)!r})\n"
+        f" expected a number or a sibling value of 'cpu', got 'hot'\n"  # the path once
     )
 
 

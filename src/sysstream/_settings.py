@@ -266,6 +266,9 @@ def describe_validation_error(exc: ValidationError) -> str:
     got = error.get("input")
     shown = repr(str(got))
     secret = name in SECRET_FIELDS
-    quiet = secret or isinstance(got, dict) or got is None or shown in message
+    # A message that names the value already (quoted, or as its subject: a file's path
+    # before what is wrong in it) needs no "(got …)" repeating it.
+    named = shown in message or message.startswith(f"{got}: ")
+    quiet = secret or isinstance(got, dict) or got is None or named
     suffix = "" if quiet else f" (got {shown})"
     return f"invalid {flag} / {env}: {message}{suffix}"
