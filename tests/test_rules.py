@@ -75,7 +75,11 @@ def test_durations() -> None:
     ("rules", "message"),
     [
         ({"x": {"metric": "cpu_load"}}, "rule 'x', field 'metric': unknown metric 'cpu_load'"),
-        ({"x": {"metric": "mounts.percent"}}, "did you mean 'mounts.*.total_bytes'"),
+        ({"x": {"metric": "mounts.percent"}}, "did you mean 'mounts.*.percent' or"),
+        (
+            {"x": {"metric": "net.interfaces.tx_bytes_per_s"}},
+            "did you mean 'net.interfaces.*.tx_bytes_per_s' or",
+        ),
         ({"x": {"metric": "cpu"}}, "rule 'x', field 'warning': expected a warning or a critical"),
         ({"x": {"metric": "cpu", "warning": "high"}}, "field 'warning': expected a number or a"),
         ({"x": {"metric": "cpu", "warning": 90, "critical": 80}}, "expected above the warning"),

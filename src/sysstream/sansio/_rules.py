@@ -10,6 +10,7 @@ duration), how often a notification repeats, and which series it applies to (``m
 
 from __future__ import annotations
 
+import difflib
 import enum
 import fnmatch
 import math
@@ -546,6 +547,9 @@ def _selectors(
 def _suggest(metric: Any, metrics: Mapping[str, Any]) -> str:
     if isinstance(metric, str):
         close = [path for path in metrics if path.split(".")[0] == metric.split(".")[0]]
+        # Closest first: a group has up to a dozen paths and only four are named, so in
+        # registry order 'net.interfaces.tx_bytes_per_s' was offered four others.
+        close.sort(key=lambda path: -difflib.SequenceMatcher(None, metric, path).ratio())
         if close:
             return "did you mean " + " or ".join(repr(p) for p in close[:4]) + "?"
     return "see docs/metrics.md (e.g. 'cpu', 'memory', 'mounts.*.percent')"
