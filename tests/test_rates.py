@@ -18,6 +18,15 @@ def test_guest_time_is_not_counted_twice() -> None:
     assert cpu_busy_percent(times(0, 0), times(50, 50, guest=50)) == 50.0
 
 
+def test_busy_percent_stays_within_0_and_100_when_idle_counters_misbehave() -> None:
+    # iowait can go backwards on Linux (proc(5)): idle fell by 10 while 10 s passed, so
+    # unclamped "busy" would be 20 of 10 s (200 %); idle rising more than the time that
+    # passed would be below 0 %.
+    before = {"user": 0.0, "idle": 0.0, "iowait": 50.0}
+    assert cpu_busy_percent(before, {"user": 20.0, "idle": 0.0, "iowait": 40.0}) == 100.0
+    assert cpu_busy_percent({"user": 10.0, "idle": 0.0}, {"user": 5.0, "idle": 20.0}) == 0.0
+
+
 def test_no_elapsed_time_gives_no_figure() -> None:
     assert cpu_busy_percent(times(10, 10), times(10, 10)) is None
 
@@ -65,8 +74,12 @@ def test_rate_table_forgets_vanished_devices() -> None:
     table.update("eth1", {"rx": 100}, now=0.0)
     assert table.update("eth0", {"rx": 300}, now=1.0) == {"rx": 200.0}
     table.forget_except({"eth0"})
-    # eth1 came back (re-created, counters from zero): a fresh baseline, not a bogus delta.
-    assert table.update("eth1", {"rx": 10}, now=2.0) == {"rx": None}
+    # eth1 came back (re-created, counters from zero): a fresh baseline, not a bogus delta,
+    # even when its new counter is above the old one (no drop for wrap detection to see).
+    assert table.update("eth1", {"rx": 500}, now=2.0) == {"rx": None}
+    assert table.update("eth1", {"rx": 600}, now=3.0) == {"rx": 100.0}
+    # eth0 was kept: its baseline (300 at 1.0) still gives a rate.
+    assert table.update("eth0", {"rx": 400}, now=2.0) == {"rx": 100.0}
 
 
 @pytest.mark.parametrize(("value", "expected"), [(1.26, 1.3), (None, None), (float("nan"), None)])
