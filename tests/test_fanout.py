@@ -55,3 +55,20 @@ def test_release_after_close_returns_nothing() -> None:
     outbox: Outbox[str] = Outbox(stall_timeout=5)
     outbox.close()
     assert outbox.release() is None
+
+
+def test_a_released_message_is_not_sent_again_at_the_next_release() -> None:
+    outbox: Outbox[str] = Outbox(stall_timeout=10)
+    outbox.hold(now=0)
+    assert outbox.offer("a", now=1) is Offer.QUEUED
+    assert outbox.release() == "a"
+    outbox.hold(now=2)  # the write of "a" holds the writer; nothing newer was offered
+    assert outbox.release() is None
+
+
+def test_closing_lets_go_of_the_pending_message() -> None:
+    outbox: Outbox[str] = Outbox(stall_timeout=10)
+    outbox.hold(now=0)
+    assert outbox.offer("a", now=1) is Offer.QUEUED
+    outbox.close()
+    assert (outbox.state, outbox.pending) == (OutboxState.CLOSED, None)
