@@ -24,6 +24,13 @@ def test_query_fields_interval_and_history() -> None:
     assert history == 300.0
 
 
+def test_query_fields_may_have_spaces_and_alerts_opt_in() -> None:
+    view, _ = parse_query({"fields": " cpu , net,", "alerts": "1"}, tick=1.0, history_limit=60)
+    assert view == View(("cpu", "net"), every=1, alerts=True)
+    assert parse_query({"alerts": "false"}, tick=1.0, history_limit=60)[0].alerts is False
+    assert parse_query({"interval": "3600"}, tick=1.0, history_limit=60)[0].every == 3600
+
+
 def test_interval_in_ticks_of_a_fractional_tick() -> None:
     assert parse_control(subscribe(fields=["cpu"], interval=1.5), tick=0.5).view.every == 3
 
@@ -53,6 +60,9 @@ def test_acknowledgement_names_the_new_view() -> None:
         (subscribe(fields=["cpu"] * (len(GROUPS) + 1)), f"expected at most {len(GROUPS)} fields"),
         (subscribe(fields=["cpu"], interval=0), "expected interval from 1 to 3600 s, got 0"),
         (subscribe(fields=["cpu"], interval=1.5), "whole multiple of the 1 s tick, got 1.5"),
+        (subscribe(fields=["cpu"], interval=3601), "expected interval from 1 to 3600 s, got 3601"),
+        (subscribe(fields=["cpu"], alerts="yes"), 'expected alerts as true or false, got "yes"'),
+        (subscribe(fields=["cpu"], alerts=1), "expected alerts as true or false, got 1"),
         ('{"type": "subscribe", "fields": ["cpu"], "interval": 1' + "0" * 400 + "}", "JSON"),
         (subscribe(fields=["cpu"], interval="2"), "expected interval"),
         (subscribe(fields=["cpu"], interval=True), "expected interval in seconds, got true"),
