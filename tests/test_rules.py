@@ -20,7 +20,8 @@ from sysstream.sansio import (
     parse_silence,
     webhook_body,
 )
-from sysstream.sansio._rules import Rule
+from sysstream.sansio._rules import Rule, Threshold, alertable_metrics
+from sysstream.sansio._silences import MAX_MATCHERS, MAX_SILENCES
 
 
 def test_builtins_cover_the_defaults_the_issue_names() -> None:
@@ -93,6 +94,11 @@ def test_durations() -> None:
         ({"x": {"metric": "mounts.*.device", "warning": 1}}, "unknown metric"),
         ({"x y": {"metric": "cpu", "warning": 1}}, "rule 'x y': expected a name"),
         ({"x": "cpu > 90"}, "rule 'x': expected a table"),
+        (
+            {"x": {"metric": "temps.*.*.celsius", "warning": "celsius"}},
+            "field 'warning': expected a number or a sibling value of 'temps.*.*.celsius'",
+        ),
+        ({"x": {"metric": "processes.count", "warning": 1}}, "unknown metric"),
     ],
 )
 def test_bad_rules_get_one_line_naming_rule_and_field(rules: Any, message: str) -> None:
@@ -105,6 +111,56 @@ def test_bad_rules_get_one_line_naming_rule_and_field(rules: Any, message: str) 
 def test_unknown_top_level_keys_are_refused() -> None:
     with pytest.raises(RuleError, match="unknown top-level key 'rule'"):
         parse_rules({"rule": {}})
+
+
+def test_notify_destinations_are_checked_and_named_without_their_secret() -> None:
+    def destinations(*tables: dict[str, Any]) -> list[tuple[str, str, float]]:
+        rules = parse_rules({"builtin": False, "notify": list(tables)})
+        return [(d.name, d.url, d.timeout) for d in rules.notify]
+
+    token = "tgram://123456:SECRET-bot-token/42"
+    assert destinations({"url": token}, {"webhook": "http://h/x", "timeout": 120}) == [
+        ("tgram#1", token, 5.0),
+        ("http#2", "http://h/x", 120.0),
+    ]
+    refused = [
+        ({"webhook": "http://h/x", "timeout": 121}, "field 'timeout': expected 0 to 120 seconds"),
+        ({"webhook": "http://h/x", "timeout": 0}, "field 'timeout': expected 0 to 120 seconds"),
+    ]
+    for table, message in refused:
+        with pytest.raises(RuleError, match=message):
+            destinations(table)
+    with pytest.raises(RuleError, match="expected each destination's name once"):
+        destinations({"webhook": "http://a/", "name": "ops"}, {"url": "json://b", "name": "ops"})
+
+
+def test_an_override_naming_another_metric_drops_the_builtin_summary() -> None:
+    moved = {"cpu": {"metric": "memory", "warning": 50}}
+    rules = {r.name: r for r in parse_rules({"rules": moved}).rules}
+    assert (rules["cpu"].metric, rules["cpu"].summary) == ("memory", "")
+    kept = {r.name: r for r in parse_rules({"rules": {"cpu": {"warning": 70}}}).rules}
+    assert kept["cpu"].summary == "CPU busy on average over 5 minutes"
+
+
+def test_a_sibling_threshold_applies_only_when_the_sensor_gives_a_positive_one() -> None:
+    high = Threshold(sibling="high")
+    assert high.resolve({"high": 80.0}) == 80.0
+    assert [high.resolve(s) for s in ({"high": 0.0}, {"high": None}, {}, None)] == [None] * 4
+    assert Threshold(value=5.0).resolve(None) == 5.0
+
+
+def test_match_needs_the_label_and_exclude_ignores_a_missing_one() -> None:
+    rule = Rule("fs", "mounts.*.percent", match={"host": ("web-*",)}, exclude={"dev": ("x",)})
+    assert rule.selects({"host": "web-1", "mountpoint": "/"})
+    assert not rule.selects({"host": "db-1", "mountpoint": "/"})
+    assert not rule.selects({"mountpoint": "/"})  # no host label: not selected
+
+
+def test_alertable_metrics_leave_out_groups_without_history() -> None:
+    paths = alertable_metrics()
+    assert paths["mounts.*.percent"] == ("mountpoint",)
+    assert paths["temps.*.*.celsius"] == ("chip", "sensor")
+    assert not [path for path in paths if path.startswith("processes.")]
 
 
 def test_silences_match_labels_rule_and_severity_until_they_end() -> None:
@@ -132,12 +188,41 @@ def test_silences_match_labels_rule_and_severity_until_they_end() -> None:
         ({"matchers": {"rule": "cpu"}, "ends": 50}, "expected ends in the future"),
         ({"matchers": {"rule": "cpu"}, "duration": 1e9}, "shorter than a year"),
         ({"matchers": {"rule": "cpu"}, "duration": 9, "by": "me"}, "unknown key 'by'"),
+        (
+            {"matchers": {f"l{n}": "x" for n in range(MAX_MATCHERS + 1)}, "duration": 9},
+            f"expected at most {MAX_MATCHERS} matchers, got {MAX_MATCHERS + 1}",
+        ),
+        ({"matchers": {"rule": "x" * 257}, "duration": 9}, "expected matcher 'rule' as a pattern"),
+        ({"matchers": {"": "cpu"}, "duration": 9}, "expected a label name, got ''"),
+        ({"matchers": {"n" * 65: "cpu"}, "duration": 9}, "expected a label name"),
+        ({"matchers": {"rule": "cpu"}, "duration": 9, "comment": "c" * 257}, "expected comment"),
+        ({"matchers": {"rule": "cpu"}, "duration": 9, "comment": 5}, "expected comment"),
     ],
 )
 def test_bad_silences_are_refused_with_one_line(body: Any, message: str) -> None:
     with pytest.raises(SilenceError) as raised:
         parse_silence(body, "id", 100.0)
     assert message in str(raised.value)
+
+
+def test_silences_are_bounded_expired_ones_make_room_and_they_list_oldest_first() -> None:
+    silences = Silences()
+
+    def silence(n: int, now: float, duration: float) -> Any:
+        body = {"matchers": {"rule": f"r{n}"}, "duration": duration}
+        return parse_silence(body, f"s{n}", now)
+
+    for n in range(MAX_SILENCES - 1):
+        silences.add(silence(n, 100.0, 50.0), 100.0)  # ends at 150
+    silences.add(silence(MAX_SILENCES - 1, 90.0, 1000.0), 100.0)  # the oldest start
+    with pytest.raises(SilenceError, match=f"expected at most {MAX_SILENCES} silences"):
+        silences.add(silence(MAX_SILENCES, 100.0, 50.0), 100.0)
+    # At 200 all but one have ended: adding expires them first, so there is room.
+    silences.add(silence(MAX_SILENCES, 200.0, 50.0), 200.0)
+    silences.add(silence(MAX_SILENCES + 1, 190.0, 50.0), 200.0)  # added last, started earlier
+    assert [s.id for s in silences.list(200.0)] == [
+        f"s{MAX_SILENCES - 1}", f"s{MAX_SILENCES + 1}", f"s{MAX_SILENCES}",
+    ]  # fmt: skip
 
 
 def test_webhook_body_follows_alertmanager_v4() -> None:
@@ -156,6 +241,9 @@ def test_webhook_body_follows_alertmanager_v4() -> None:
     assert alert["startsAt"] == "2023-11-14T22:13:20.000000Z"
     assert alert["endsAt"] == "0001-01-01T00:00:00Z"
     assert alert["annotations"]["value"] == "96.5"
+    assert alert["annotations"]["threshold"] == "95"
+    assert body["groupKey"] == '{}:{alertname="filesystem"}'
+    assert body["groupLabels"] == {"alertname": "filesystem"}
     assert len(alert["fingerprint"]) == 16
     title, text = notification_text(event)
     assert title == "[CRITICAL] filesystem on host=web-1, mountpoint=/"
@@ -195,3 +283,24 @@ def test_a_silenced_verdict_is_kept_until_the_silences_change_or_one_starts_or_e
     assert silences.verdicts_computed == computed
     assert silences.remove("later")
     assert not silences.silenced("cpu", "warning", labels, now + 101)
+
+
+def test_a_repeat_says_still_firing_and_a_resolve_says_when() -> None:
+    labels = {"host": "web-1"}
+    repeat = AlertEvent(
+        EventKind.REPEAT, "cpu", labels, Severity.WARNING, 91.0, 90.0, 1_700_003_600.0,
+        1_700_000_000.0, "CPU busy",
+    )  # fmt: skip
+    assert notification_text(repeat)[0] == "[WARNING] cpu on host=web-1 (still firing)"
+    resolved = AlertEvent(
+        EventKind.RESOLVED, "cpu", labels, Severity.WARNING, 80.0, 90.0, 1_700_000_060.0,
+        1_700_000_000.0, "CPU busy",
+    )  # fmt: skip
+    body = webhook_body(resolved)
+    assert (body["status"], body["alerts"][0]["endsAt"]) == (
+        "resolved", "2023-11-14T22:14:20.000000Z",
+    )  # fmt: skip
+    assert notification_text(resolved) == (
+        "[RESOLVED] cpu on host=web-1",
+        "CPU busy: resolved at 2023-11-14T22:14:20.000000Z (since 2023-11-14T22:13:20.000000Z)",
+    )
