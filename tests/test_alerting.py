@@ -689,3 +689,40 @@ def test_a_path_gate_is_calm_exactly_when_every_rule_on_it_is(
     )
     for value in values:
         assert gate(float(value)) == all(check(float(value)) for check in checks)
+
+
+def sensor_engine(**rule: Any) -> AlertEngine:
+    table = {"metric": "temps.*.*.celsius", "aggregate": "last", "warning": "high", **rule}
+    return AlertEngine(parse_rules({"builtin": False, "rules": {"r": table}}))
+
+
+def feed_sensor(alerts: AlertEngine, celsius: list[float]) -> list[AlertEvent]:
+    """One reading a second from T0 of a sensor whose own marks are high 80, critical 100."""
+    events: list[AlertEvent] = []
+    for offset, value in enumerate(celsius):
+        reading = {"label": "Core 0", "celsius": value, "high": 80.0, "critical": 100.0}
+        events += alerts.observe("local", T0 + offset, {"temps": {"coretemp": [reading]}})
+    return events
+
+
+def test_repeat_0_notifies_a_sensor_alert_once() -> None:
+    events = feed_sensor(sensor_engine(repeat=0), [90.0] * 30)
+    assert kinds(events) == [("firing", "warning", 0.0)]
+
+
+def test_a_sensor_back_over_its_mark_restarts_the_clear_duration() -> None:
+    alerts = sensor_engine(clear_for=60, repeat=0)
+    # Below the mark from +1 s to +30 s, over it at +31 s, then below from +32 s: the
+    # clear duration counts from +32 s, not from the first dip at +1 s.
+    events = feed_sensor(alerts, [90.0] + [70.0] * 30 + [90.0] + [70.0] * 80)
+    assert kinds(events) == [("firing", "warning", 0.0), ("resolved", "warning", 92.0)]
+
+
+def test_an_escalation_restarts_the_repeat_interval() -> None:
+    alerts = engine(aggregate="last", warning=80, critical=90, repeat=100)
+    events = feed(alerts, [85.0] * 90 + [95.0] * 110)
+    assert kinds(events) == [
+        ("firing", "warning", 0.0),
+        ("firing", "critical", 90.0),
+        ("repeat", "critical", 190.0),
+    ]
