@@ -32,6 +32,8 @@ def test_defaults_sort_by_cpu_largest_first_ties_by_pid() -> None:
     query = parse_process_query({})
     assert query == ProcessQuery("cpu", True, "", 100)
     assert pids(query) == [10, 11, 7, 3]
+    # Ties by pid whatever order the walk found them in.
+    assert [row["pid"] for row in select_processes(ROWS[::-1], query)[1]] == [10, 11, 7, 3]
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,18 @@ def test_filter_matches_name_user_or_command_line_and_counts_matches() -> None:
     assert (matched, [row["pid"] for row in rows]) == (2, [10])
     assert pids(parse_process_query({"filter": "redis"})) == [7]
     assert pids(parse_process_query({"filter": "nothing-like-it"})) == []
+    assert pids(parse_process_query({"filter": "  Worker "})) == [11]  # trimmed
+    kernel = {"pid": 2, "name": "kthreadd", "user": "root", "cmdline": "",
+              "cpu_percent": 0.0, "rss_bytes": 0}  # fmt: skip
+    query = parse_process_query({"filter": "kthread"})
+    assert select_processes([*ROWS, kernel], query) == (1, [kernel])  # by name alone
+
+
+def test_the_bounds_themselves_are_accepted() -> None:
+    assert parse_process_query({"limit": str(PROCESS_LIST_MAX)}).limit == PROCESS_LIST_MAX
+    assert parse_process_query({"filter": "x" * 100}).filter == "x" * 100
+    with pytest.raises(ControlError, match=f"got {PROCESS_LIST_MAX + 1}"):
+        parse_process_query({"limit": str(PROCESS_LIST_MAX + 1)})
 
 
 @pytest.mark.parametrize(
