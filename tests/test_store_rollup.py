@@ -39,6 +39,16 @@ def test_a_key_that_went_away_is_summarised_over_the_points_that_had_it() -> Non
     assert summary.avg == {"eth0": 2.0, "wlan0": 8.0}
 
 
+def test_a_list_that_grew_is_summarised_index_by_index() -> None:
+    # A CPU brought online mid-bucket: core 2 exists in the last point only.
+    summary = summarize([[10.0, 20.0], [30.0, 40.0, 90.0]])
+    assert summary == Summary(2, [20.0, 30.0, 90.0], [10.0, 20.0, 90.0], [30.0, 40.0, 90.0])
+    merged = combine(
+        [Summary(1, [1.0], [1.0], [1.0]), Summary(3, [5.0, 7.0], [4.0, 6.0], [6.0, 8.0])]
+    )
+    assert merged == Summary(4, [4.0, 7.0], [1.0, 6.0], [6.0, 8.0])
+
+
 def test_averages_are_rounded_to_three_decimals() -> None:
     assert summarize([0.0, 0.0, 1.0]).avg == 0.333
 
