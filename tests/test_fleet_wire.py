@@ -73,6 +73,7 @@ def test_groups_unknown_to_this_hub_are_dropped_not_refused() -> None:
         (orjson.dumps(tick_dict(values={"cpu": {"a": 1}})), "at values.cpu, got {'a': 1}"),
         (orjson.dumps(tick_dict(values={"cpu": [1]})), "at values.cpu, got [1]"),
         (orjson.dumps(tick_dict(values={"memory": "x" * 5000})), "at most 4096 characters"),
+        (orjson.dumps(tick_dict(values={"cpu": 1e300})), "expected a finite number at values.cpu"),
         (b'{"v":1,"host":"web1","interval":1,"tick":1,"timestamp":1e400}', "invalid JSON"),
         (orjson.dumps(tick_dict(errors={"cpu": "x" * 5000})), "'errors.cpu' to be a string of"),
         (orjson.dumps(tick_dict(interval="1")), "expected 'interval' to be a finite number"),
@@ -97,6 +98,7 @@ def test_malformed_ticks_are_refused_with_the_reason(data: bytes, expected: str)
         (1e12, "expected 'timestamp' at most 300 s ahead of this hub's clock, got 1000000000000.0"),
         (SAMPLE.timestamp + 10 * 365 * 86400, "at most 300 s ahead of this hub's clock"),
         (SAMPLE.timestamp - 8 * 86400, "expected 'timestamp' at most 604800 s old"),
+        (SAMPLE.timestamp + 301, "expected 'timestamp' at most 300 s ahead of this hub's clock"),
     ],
 )
 def test_a_timestamp_far_from_the_hubs_clock_is_refused(timestamp: float, expected: str) -> None:
