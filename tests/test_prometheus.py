@@ -1,12 +1,14 @@
 from __future__ import annotations
 
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from sysstream._registry import GROUPS
-from sysstream.web._prometheus import walk
+from sysstream.stream._hub import FanoutStats, MetricsHub
+from sysstream.web._prometheus import exposition, walk
 
 from .conftest import RunningServer
 
@@ -40,3 +42,23 @@ async def test_exposition_parses_and_carries_registry_help(server: RunningServer
     assert families["sysstream_ticks"].samples[0].value >= 2
     for family in families.values():
         assert family.documentation, f"{family.name} has no HELP"
+
+
+def test_the_hubs_own_figures_each_come_from_their_own_counter() -> None:
+    stats = FanoutStats(
+        ticks=7, messages=11, drops=3, source_errors=2,
+        last_fanout_seconds=0.25, max_fanout_seconds=0.5,
+    )  # fmt: skip
+    hub = cast(MetricsHub, SimpleNamespace(latest=None, stats=stats, clients=4))
+    families = {f.name: f for f in text_string_to_metric_families(exposition(hub).decode())}
+    values = {name: family.samples[0].value for name, family in families.items()}
+    assert values == {
+        "sysstream_clients": 4,
+        "sysstream_ticks": 7,
+        "sysstream_messages_sent": 11,
+        "sysstream_dropped_clients": 3,
+        "sysstream_source_errors": 2,
+        "sysstream_fanout_seconds": 0.25,
+        "sysstream_fanout_max_seconds": 0.5,
+    }
+    assert families["sysstream_dropped_clients"].type == "counter"
