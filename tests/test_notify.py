@@ -114,8 +114,8 @@ def test_apprise_failures_are_retried_too() -> None:
     assert notifier.stats["json"].failures == 1
 
 
-def test_rate_limit_per_destination() -> None:
-    with Receiver() as receiver:
+def test_rate_limit_per_destination(caplog: pytest.LogCaptureFixture) -> None:
+    with Receiver() as receiver, caplog.at_level(logging.WARNING, logger="sysstream"):
         limited = Destination(DestinationKind.WEBHOOK, receiver.url("/a"), "a", per_minute=2)
         free = Destination(DestinationKind.WEBHOOK, receiver.url("/b"), "b", per_minute=100)
         notifier = Notifier([limited, free])
@@ -132,6 +132,8 @@ def test_rate_limit_per_destination() -> None:
     assert sorted(receiver.paths) == ["/a"] * 2 + ["/b"] * 5
     assert notifier.stats["a"].dropped_rate_limit == 3
     assert notifier.stats["b"].dropped_rate_limit == 0
+    drops = [r.getMessage() for r in caplog.records if "dropped" in r.msg]
+    assert drops == ["notification to a dropped: over 2 per minute"] * 3
 
 
 def test_severities_filter_destinations() -> None:
