@@ -371,6 +371,10 @@ async def test_units_memory_bytes_filesystems_host_name_and_core_legend(
         await page.wait_until(f"window.sysstreamDashboard.axisTicks('{panel}').y.length > 1")
         ticks = (await page.dashboard(f"axisTicks('{panel}')"))["y"]
         assert all(re.fullmatch(r"[\d.,]+ (B|KiB|MiB|GiB)/s", tick) for tick in ticks), ticks
+        # A rate is "–" on the first sample (no earlier reading to take it from).
+        await page.wait_until(
+            f"document.querySelector('#card-{panel} .stat.primary .num')?.textContent !== '–'"
+        )
         unit = await page.page.text_content(f"#card-{panel} .stat.primary .unit")
         assert unit is not None and unit.endswith("/s")
     # Memory in bytes beside the percent, and in the same terms (total − available).
@@ -404,15 +408,20 @@ async def test_units_memory_bytes_filesystems_host_name_and_core_legend(
 
 
 class QuietRates:
-    """This host's real samples with every rate zeroed: an idle disk, no traffic."""
+    """This host's real samples with every rate zeroed (an idle disk, no traffic), or set
+    to the values of ``rates`` (``{"net": {"rx_bytes_per_s": 1000.0}}``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, rates: dict[str, dict[str, float]] | None = None) -> None:
         self.source = LocalSource(build_collectors(disk_path="/"), interval=0.2)
         self.interval = self.source.interval
+        self.rates = rates or {}
 
     async def next_sample(self, groups: frozenset[str]) -> Sample:
         sample = await self.source.next_sample(groups)
         values = {name: zero_rates(value) for name, value in sample.values.items()}
+        for name, dialed in self.rates.items():
+            if isinstance(values.get(name), dict):
+                values[name] = {**values[name], **dialed}
         return Sample(sample.tick, sample.timestamp, values, sample.errors)
 
     def close(self) -> None:
@@ -425,20 +434,45 @@ def zero_rates(value: Any) -> Any:
     return value
 
 
-async def test_a_flat_zero_rate_still_has_a_scale(
-    server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
-) -> None:
+async def rate_axis_ticks(
+    server_factory: Callable[..., RunningServer],
+    open_page: Callable[..., Any],
+    rates: dict[str, dict[str, float]] | None = None,
+) -> dict[str, list[str]]:
+    """The y tick labels of the net and disk I/O charts, with the host's rates dialed."""
     settings = sysstream.load_settings(port=0, interval=0.2, no_store=True)
-    server = server_factory(sysstream.create_app(settings, source=QuietRates()))
+    server = server_factory(sysstream.create_app(settings, source=QuietRates(rates)))
     page = await open_page(server.http_url + "/")
     await page.wait_state("live")
     await page.wait_until("window.sysstreamDashboard.points >= 3")
+    ticks = {}
     for panel in ("net", "disk_io"):
         await page.wait_until(f"window.sysstreamDashboard.axisTicks('{panel}').y.length > 0")
-        ticks = (await page.dashboard(f"axisTicks('{panel}')"))["y"]
-        # 0 to 4 KiB/s (the axis ran from 0 to a nanobyte: one tick, "0 B/s").
-        assert ticks[0] == "0 B/s" and ticks[-1] == "4 KiB/s" and len(ticks) >= 3, ticks
+        ticks[panel] = (await page.dashboard(f"axisTicks('{panel}')"))["y"]
     assert page.errors == []
+    return ticks
+
+
+async def test_a_flat_zero_rate_still_has_a_scale(
+    server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
+) -> None:
+    for panel, ticks in (await rate_axis_ticks(server_factory, open_page)).items():
+        # 0 to 4 KiB/s (the axis ran from 0 to a nanobyte: one tick, "0 B/s").
+        assert ticks[0] == "0 KiB/s" and ticks[-1] == "4 KiB/s" and len(ticks) >= 3, (panel, ticks)
+
+
+async def test_byte_rate_axes_have_one_unit_and_binary_steps(
+    server_factory: Callable[..., RunningServer], open_page: Callable[..., Any]
+) -> None:
+    # 1.2 MiB/s received: the axis (to 1.32 MiB/s) was "0 B/s, 500 KiB/s, 1,000 KiB/s",
+    # 500 KiB steps and two units. 900 KiB/s read: "0 B/s, 500 KiB/s".
+    rates = {
+        "net": {"rx_bytes_per_s": 1.2 * 2**20, "tx_bytes_per_s": 300 * 2**10},
+        "disk_io": {"read_bytes_per_s": 900 * 2**10, "write_bytes_per_s": 10 * 2**10},
+    }
+    ticks = await rate_axis_ticks(server_factory, open_page, rates)
+    assert ticks["net"] == ["0 MiB/s", "0.5 MiB/s", "1 MiB/s"], ticks
+    assert ticks["disk_io"] == ["0 KiB/s", "256 KiB/s", "512 KiB/s", "768 KiB/s"], ticks
 
 
 @pytest.mark.parametrize(("locale", "twelve_hour"), [("en-US", True), ("en-GB", False)])

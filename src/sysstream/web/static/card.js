@@ -3,7 +3,7 @@
 // tabular figures, so nothing moves as values change).
 
 import uPlot from "./vendor/uplot/uPlot.esm.js";
-import { axisFormatter, BYTE_INCREMENTS, formatter, hoverTime, timeFormatter, timeSpace } from "./format.js";
+import { axisFormatter, byteIncrements, formatter, hoverTime, timeFormatter, timeSpace } from "./format.js";
 
 const PLOT_HEIGHT = 168;
 
@@ -150,10 +150,11 @@ export class Card {
         },
         {
           ...axis,
-          size: unit === "bytes/s" ? 70 : 58, // "500 KiB/s"
+          size: unit === "bytes/s" ? 70 : 58, // "0.25 MiB/s"
           space: 30,
-          values: (u, splits) => (this.yTicks = axisFmt(splits)),
-          ...(byteAxis ? { incrs: BYTE_INCREMENTS } : {}),
+          // A byte axis: one unit for the whole axis, from its range, and steps of it.
+          values: (u, splits) => (this.yTicks = axisFmt(splits, u.scales.y.min, u.scales.y.max)),
+          ...(byteAxis ? { incrs: byteIncrements } : {}),
         },
       ],
       series: [

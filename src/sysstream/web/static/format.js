@@ -62,13 +62,43 @@ export function formatter(unit) {
   return (value) => (value == null || !Number.isFinite(value) ? "–" : kind(value));
 }
 
-/** Axis tick labels: compact, with the same number of decimals on every tick, and the
- * unit the values beside the chart carry (a rate axis says "/s"). */
+/** The power of 1024 a byte axis from `min` to `max` is labelled in, one for every tick:
+ * the largest unit the range reaches a whole one of (KiB from 1 KiB up to 1,023.9 KiB). */
+function byteAxisPower(min, max) {
+  const top = Math.max(Math.abs(min ?? 0), Math.abs(max ?? 0));
+  let power = 0;
+  while (power < BYTE_UNITS.length - 1 && top >= 1024 ** (power + 1)) power += 1;
+  return power;
+}
+
+// Steps in the axis' unit: powers of two (256, 512, 768 KiB), halves and quarters of a unit
+// above bytes (0.5, 1, 1.5 MiB). With fewer than 1,024 units in the range, no tick reads
+// "1,000 KiB" where a MiB would do.
+const BYTE_STEPS = [0.25, 0.5, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024];
+
+/** Tick increments of a byte axis (uPlot's `incrs`, called with the scale's range): the
+ * steps of its one unit, in bytes. */
+export function byteIncrements(u, axisIdx, min, max) {
+  const power = byteAxisPower(min, max);
+  const steps = power === 0 ? BYTE_STEPS.filter((step) => step >= 1) : BYTE_STEPS;
+  return steps.map((step) => step * 1024 ** power);
+}
+
+/** Axis tick labels: compact, and the unit the values beside the chart carry (a rate axis
+ * says "/s"). `min` and `max` are the axis' range: a byte axis prints every tick in the one
+ * unit that range calls for (0, 0.5, 1, 1.5 MiB/s), never a unit per tick. */
 export function axisFormatter(unit) {
   if (unit === "percent") return (splits) => splits.map((v) => `${fixed(v, 0)}%`);
   if (unit === "bytes" || unit === "bytes/s") {
     const per = unit === "bytes/s" ? "/s" : "";
-    return (splits) => splits.map((v) => `${bytes(v).replace(/\.0+ /, " ")}${per}`);
+    return (splits, min, max) => {
+      const power = byteAxisPower(min, max);
+      const scale = 1024 ** power;
+      const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) / scale : 1;
+      const digits = [0, 1, 2, 3].find((d) => Number.isInteger(step * 10 ** d)) ?? 3;
+      const print = (v) => (v / scale).toLocaleString(undefined, { maximumFractionDigits: digits });
+      return splits.map((v) => `${print(v)} ${BYTE_UNITS[power]}${per}`);
+    };
   }
   return (splits) => {
     const step = splits.length > 1 ? Math.abs(splits[1] - splits[0]) : 1;
@@ -76,11 +106,6 @@ export function axisFormatter(unit) {
     return splits.map((v) => (Math.abs(v) >= 1e4 ? count(v) : fixed(v, digits)));
   };
 }
-
-/** Tick increments for byte axes: 1, 2, 5 steps of each binary unit (1 KiB, 2 KiB, …). */
-export const BYTE_INCREMENTS = [0, 1, 2, 3, 4, 5].flatMap((power) =>
-  [1, 2, 5, 10, 20, 50, 100, 200, 500].map((step) => step * 1024 ** power),
-);
 
 /** The browser's clock convention: true where its locale reads 12-hour time ("2:30 PM"). */
 export const twelveHour =
