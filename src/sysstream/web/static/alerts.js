@@ -4,6 +4,7 @@
 // GET …/api/alerts (and its history) and from the stream's opt-in alert messages
 // (docs/alerts.md); nothing here draws unless the server evaluates alerts.
 
+import { formatter } from "./format.js";
 import { PANELS } from "./panels.js";
 
 const REFRESH_MS = 30000;
@@ -44,12 +45,14 @@ export class Alerts {
    * @param {(url: URL|string, init?: object) => Promise<Response>} options.fetchJson
    * @param {() => string|null} options.token
    * @param {() => void} options.onChange  the charts should be redrawn
+   * @param {(path: string) => string|null} options.unit  a metric's unit, from the schema
    */
-  constructor({ url, fetchJson, token, onChange }) {
+  constructor({ url, fetchJson, token, onChange, unit }) {
     this.url = url;
     this.fetchJson = fetchJson;
     this.token = token;
     this.onChange = onChange;
+    this.unit = unit;
     this.enabled = false;
     this.begun = false;
     this.rules = new Map(); // name → rule
@@ -126,6 +129,23 @@ export class Alerts {
     return true;
   }
 
+  /** The units are known (a schema arrived): print the values again. */
+  unitsChanged() {
+    this.#render();
+    this.#decorateFleet();
+    this.onChange();
+  }
+
+  /** "90.4% vs 80%", "1.20 MiB/s vs 1 MiB/s": an alert's (or event's) value and threshold
+   * in the unit of its rule's metric, as the charts print it; bare numbers for a metric
+   * outside the registry (host.offline) or before the rules and schema are in. */
+  measured(alert) {
+    const metric = this.rules.get(alert.rule)?.metric;
+    const unit = metric == null ? null : this.unit(metric);
+    if (!unit) return `${number(alert.value)} vs ${number(alert.threshold)}`;
+    return `${formatter(unit)(alert.value)} vs ${formatter(unit, { trim: true })(alert.threshold)}`;
+  }
+
   #replaceActive(list) {
     this.active = new Map(list.map((alert) => [alert.fingerprint, alert]));
     this.#render();
@@ -152,11 +172,7 @@ export class Alerts {
     const severity = el("span", "severity", alert.state === "pending" ? "pending" : alert.severity);
     const name = el("strong", "rule", alert.rule);
     const place = el("span", "where", where(alert.labels));
-    const value = el(
-      "span",
-      "value",
-      `${number(alert.value)} vs ${number(alert.threshold)}`,
-    );
+    const value = el("span", "value", this.measured(alert));
     const since = el("time", "since", `since ${new Date(alert.since).toLocaleTimeString()}`);
     since.dateTime = alert.since;
     item.append(severity, name, place, value, since);
@@ -210,7 +226,7 @@ export class Alerts {
     const here = [...this.active.values()].filter(
       (a) => mine(a.labels) && a.state === "firing" && panelFor(a.rule) === card.panel.id,
     );
-    this.#badge(card, worst(here));
+    this.#badge(card, worst(here), here.map((a) => `${a.rule} ${where(a.labels)}: ${this.measured(a)}`));
     const plot = card.plot;
     if (!plot?.over) return;
     let layer = plot.over.querySelector(".alert-markers");
@@ -227,13 +243,15 @@ export class Alerts {
       marker.dataset.event = event.event;
       marker.dataset.severity = event.severity ?? "";
       marker.style.left = `${plot.valToPos(time, "x")}px`;
-      marker.title = `${event.rule} ${event.event} ${where(event.labels)} at ${new Date(event.at).toLocaleTimeString()}`;
+      marker.title =
+        `${event.rule} ${event.event} ${where(event.labels)} at ${new Date(event.at).toLocaleTimeString()}: ` +
+        this.measured(event);
       markers.push(marker);
     }
     layer.replaceChildren(...markers);
   }
 
-  #badge(card, severity) {
+  #badge(card, severity, lines) {
     const head = card.root.querySelector("h2");
     let badge = card.root.querySelector(".alert-badge");
     if (!severity) {
@@ -247,6 +265,7 @@ export class Alerts {
     }
     badge.textContent = severity;
     badge.dataset.severity = severity;
+    badge.title = lines.join("\n");
     card.root.dataset.alert = severity;
   }
 
@@ -255,10 +274,15 @@ export class Alerts {
   #decorateFleet() {
     if (!this.fleetRows) return;
     const byHost = new Map();
+    const lines = new Map(); // host → its firing alerts, with their values
     for (const alert of this.active.values()) {
       if (alert.state !== "firing") continue;
       const host = alert.labels.host;
       byHost.set(host, worst([{ severity: byHost.get(host) }, alert]));
+      // The row names the host; the badge's title names the rest.
+      const labels = Object.fromEntries(Object.entries(alert.labels).filter(([key]) => key !== "host"));
+      const place = Object.keys(labels).length ? ` ${where(labels)}` : "";
+      lines.set(host, [...(lines.get(host) ?? []), `${alert.rule}${place}: ${this.measured(alert)}`]);
     }
     for (const row of this.fleetRows.rows) {
       const cell = row.cells[0];
@@ -277,6 +301,7 @@ export class Alerts {
       }
       badge.textContent = severity;
       badge.dataset.severity = severity;
+      badge.title = lines.get(host).join("\n");
     }
   }
 }

@@ -459,6 +459,10 @@ const processes = new ProcessPanel({
 
 // ---- Start ----
 
+// Every metric's unit from the schemas seen: an alert's metric keeps its unit when the
+// host on screen (a fleet host's schema) does not publish that group.
+const units = new Map();
+
 const alertsMeta = document.querySelector('meta[name="sysstream-alerts"]').content;
 const alerts = new Alerts({
   // …/api/alerts where the server evaluates alerts; null where it does not.
@@ -466,6 +470,7 @@ const alerts = new Alerts({
   fetchJson,
   token,
   onChange: () => page.schema && requestDraw(),
+  unit: (path) => units.get(path) ?? null,
 });
 
 const stream = new Stream({
@@ -478,6 +483,8 @@ const stream = new Stream({
     const schema = new Schema(body);
     const first = page.schema === null;
     page.schema = schema;
+    for (const [path, metric] of schema.metrics) units.set(path, metric.unit);
+    alerts.unitsChanged();
     page.groups = subscribedGroups(schema);
     if (schema.has("containers")) page.groups.push("containers");
     if (first && schema.has("containers")) page.containers = new ContainersPanel($("processes"), schema);

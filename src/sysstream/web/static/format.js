@@ -3,29 +3,30 @@
 
 const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
 
-function fixed(value, digits) {
+// `trim`: no trailing zeros (a threshold as written, "80%", not a reading's "80.0%").
+function fixed(value, digits, trim = false) {
   return value.toLocaleString(undefined, {
-    minimumFractionDigits: digits,
+    minimumFractionDigits: trim ? 0 : digits,
     maximumFractionDigits: digits,
   });
 }
 
 // Three significant figures keeps the width steady as values move: 9.87, 98.7, 987.
-function sig3(value) {
+function sig3(value, trim = false) {
   const abs = Math.abs(value);
-  if (abs >= 100 || abs === 0) return fixed(value, 0);
-  if (abs >= 10) return fixed(value, 1);
-  return fixed(value, 2);
+  if (abs >= 100 || abs === 0) return fixed(value, 0, trim);
+  if (abs >= 10) return fixed(value, 1, trim);
+  return fixed(value, 2, trim);
 }
 
-export function bytes(value) {
+export function bytes(value, trim = false) {
   let unit = 0;
   let scaled = value;
   while (Math.abs(scaled) >= 1024 && unit < BYTE_UNITS.length - 1) {
     scaled /= 1024;
     unit += 1;
   }
-  return unit === 0 ? `${fixed(scaled, 0)} B` : `${sig3(scaled)} ${BYTE_UNITS[unit]}`;
+  return unit === 0 ? `${fixed(scaled, 0)} B` : `${sig3(scaled, trim)} ${BYTE_UNITS[unit]}`;
 }
 
 export function duration(seconds) {
@@ -39,27 +40,29 @@ export function duration(seconds) {
   return `${s} s`;
 }
 
-function count(value) {
-  if (Math.abs(value) >= 1e6) return `${sig3(value / 1e6)} M`;
-  if (Math.abs(value) >= 1e4) return `${sig3(value / 1e3)} k`;
-  return Number.isInteger(value) ? fixed(value, 0) : sig3(value);
+function count(value, trim = false) {
+  if (Math.abs(value) >= 1e6) return `${sig3(value / 1e6, trim)} M`;
+  if (Math.abs(value) >= 1e4) return `${sig3(value / 1e3, trim)} k`;
+  return Number.isInteger(value) ? fixed(value, 0) : sig3(value, trim);
 }
 
-// unit (from the registry) → [format the value, short unit shown next to axis ticks]
+// unit (from the registry) → print a value of it (`trim`: without trailing zeros)
 const KINDS = {
-  percent: (v) => `${fixed(v, Math.abs(v) >= 99.95 ? 0 : 1)}%`,
+  percent: (v, trim) => `${fixed(v, Math.abs(v) >= 99.95 ? 0 : 1, trim)}%`,
   bytes: bytes,
-  "bytes/s": (v) => `${bytes(v)}/s`,
-  "operations/s": (v) => `${count(v)} ops/s`,
+  "bytes/s": (v, trim) => `${bytes(v, trim)}/s`,
+  "operations/s": (v, trim) => `${count(v, trim)} ops/s`,
   seconds: duration,
   celsius: (v) => `${fixed(v, 0)} °C`,
   rpm: (v) => `${fixed(v, 0)} rpm`,
 };
 
-/** A function printing a value of `unit`; null and non-finite values print as an en dash. */
-export function formatter(unit) {
-  const kind = KINDS[unit] ?? ((v) => `${count(v)} ${unit}`);
-  return (value) => (value == null || !Number.isFinite(value) ? "–" : kind(value));
+/** A function printing a value of `unit`; null and non-finite values print as an en dash.
+ * `trim`: no trailing zeros, for a number someone wrote (an alert's threshold: "80%",
+ * "1 MiB/s") beside a reading ("80.4%", "1.20 MiB/s"). */
+export function formatter(unit, { trim = false } = {}) {
+  const kind = KINDS[unit] ?? ((v, t) => `${count(v, t)} ${unit}`);
+  return (value) => (value == null || !Number.isFinite(value) ? "–" : kind(value, trim));
 }
 
 /** The power of 1024 a byte axis from `min` to `max` is labelled in, one for every tick:
