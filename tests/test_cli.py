@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import click
 import pytest
@@ -35,7 +36,11 @@ def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 @asynccontextmanager
-async def serve(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+async def serve(
+    *args: str, env: dict[str, str] | None = None, log: list[str] | None = None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """``sysstream serve`` on a free port; ``log`` receives the lines it logs until ready."""
+    log = [] if log is None else log
     process = await asyncio.create_subprocess_exec(
         *SYSSTREAM,
         "serve",
@@ -45,6 +50,7 @@ async def serve(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, i
         "info",
         *args,
         stderr=asyncio.subprocess.PIPE,
+        env=env,
     )
     assert process.stderr is not None
     try:
@@ -53,10 +59,11 @@ async def serve(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, i
             while not port:
                 line = (await process.stderr.readline()).decode()
                 assert line, "server exited before listening"
+                log.append(line)
                 if match := re.search(r"serving on http://127\.0\.0\.1:(\d+)", line):
                     port = int(match[1])
-            while b"Application startup complete" not in await process.stderr.readline():
-                pass
+            while "Application startup complete" not in log[-1]:
+                log.append((await process.stderr.readline()).decode())
         yield process, port
     finally:
         if process.returncode is None:
@@ -83,6 +90,60 @@ async def test_serve_streams_and_exits_cleanly_on_sigterm() -> None:
                 "server shutting down",
             )
         assert await asyncio.wait_for(process.wait(), 5) == 0
+
+
+async def containers_error(port: int) -> str:
+    """The reason a ``containers`` subscriber is given under ``errors``."""
+    url = f"ws://127.0.0.1:{port}/api/system/metrics?fields=containers"
+    async with ws_client(url) as websocket, asyncio.timeout(10):
+        while "containers" not in (message := await receive_json(websocket)).get("errors", {}):
+            pass
+    return str(message["errors"]["containers"])
+
+
+async def log_until_exit(process: asyncio.subprocess.Process) -> str:
+    """Stops the server and returns the rest of its log."""
+    assert process.stderr is not None
+    process.send_signal(signal.SIGTERM)
+    rest = await asyncio.wait_for(process.stderr.read(), 10)
+    await asyncio.wait_for(process.wait(), 10)
+    return rest.decode()
+
+
+DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
+
+
+@pytest.mark.skipif(
+    os.path.exists(DEFAULT_DOCKER_SOCKET),
+    reason=f"this machine has a container engine socket at {DEFAULT_DOCKER_SOCKET}",
+)
+async def test_no_docker_at_the_default_socket_is_no_warning_but_a_stream_error() -> None:
+    default = DEFAULT_DOCKER_SOCKET
+    unset = {"DOCKER_HOST", "SYSSTREAM_DOCKER_HOST"}
+    env = {name: value for name, value in os.environ.items() if name not in unset}
+    log: list[str] = []
+    async with serve("--interval", "0.2", env=env, log=log) as (process, port):
+        reason = await containers_error(port)
+        log.append(await log_until_exit(process))
+    assert reason == (
+        f"Metric collection failed: no Docker daemon: {default} does not exist"
+        " (set DOCKER_HOST or --docker-host)"
+    )
+    assert "WARNING" not in "".join(log), log
+
+
+async def test_a_configured_docker_host_that_does_not_answer_is_a_warning(tmp_path: Any) -> None:
+    missing = tmp_path / "docker.sock"
+    log: list[str] = []
+    flag = ("--docker-host", f"unix://{missing}")
+    async with serve("--interval", "0.2", *flag, log=log) as (process, port):
+        reason = await containers_error(port)
+        log.append(await log_until_exit(process))
+    expected = f"no Docker daemon: {missing} does not exist (set DOCKER_HOST or --docker-host)"
+    assert reason == f"Metric collection failed: {expected}"
+    assert [line for line in "".join(log).splitlines() if "containers:" in line] == [
+        f"WARNING:     containers: {expected}"
+    ], log
 
 
 async def test_watch_prints_live_values() -> None:

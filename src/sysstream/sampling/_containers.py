@@ -30,8 +30,8 @@ class ContainersCollector:
     """One entry per running container (docs/containers.md).
 
     ``docker_host`` is a ``DOCKER_HOST`` value (``unix:///run/podman/podman.sock``);
-    ``None`` reads the ``DOCKER_HOST`` variable, then the default socket. ``watch=False``
-    reads cgroups only.
+    ``None`` reads the ``DOCKER_HOST`` variable, then the default socket (whose absence is
+    not worth a warning: :class:`DockerWatcher`). ``watch=False`` reads cgroups only.
     """
 
     def __init__(
@@ -53,8 +53,9 @@ class ContainersCollector:
         self._docker_error: str | None = None
         if watch:
             try:
-                socket = parse_docker_host(docker_host or os.environ.get("DOCKER_HOST"))
-                self._watcher = DockerWatcher(socket)
+                configured = docker_host or os.environ.get("DOCKER_HOST")
+                socket = parse_docker_host(configured)
+                self._watcher = DockerWatcher(socket, configured=bool(configured))
             except ValueError as exc:
                 self._docker_error = str(exc)
         # Cgroup paths the engine told us of (through the init pid), for containers deeper

@@ -40,10 +40,21 @@ class DockerApiError(Exception):
 
 class DockerWatcher:
     """Keeps :class:`ContainerInfo` for every running container of the engine at
-    ``socket_path``; call :meth:`start` once and :meth:`close` at the end."""
+    ``socket_path``; call :meth:`start` once and :meth:`close` at the end.
 
-    def __init__(self, socket_path: str, *, backoff: Backoff | None = None) -> None:
+    ``configured``: the user named this socket (``--docker-host``, ``DOCKER_HOST``). An
+    engine that is simply not there at the default socket is the common case (most
+    machines run no Docker), so that is logged at debug level only; a configured engine
+    that does not answer, a socket we may not use, or an engine that answered once and
+    went away is a warning. Either way the reason reaches the stream under ``errors``.
+    """
+
+    def __init__(
+        self, socket_path: str, *, configured: bool = True, backoff: Backoff | None = None
+    ) -> None:
         self.socket_path = socket_path
+        self.configured = configured
+        self._answered = False
         self._backoff = backoff if backoff is not None else Backoff(maximum=10.0)
         self._infos: Mapping[str, ContainerInfo] = {}
         self._reason: str | None = None
@@ -94,10 +105,12 @@ class DockerWatcher:
                 try:
                     await self._follow(client)
                     reason = "the Docker daemon closed the event stream"
+                    absent = False
                 except (httpx.HTTPError, OSError, DockerApiError, ValueError) as exc:
-                    reason = self._describe(exc)
+                    reason, absent = self._describe(exc)
                 if reason != self._reason:
-                    log.warning("containers: %s", reason)
+                    quiet = absent and not self.configured and not self._answered
+                    log.log(logging.DEBUG if quiet else logging.WARNING, "containers: %s", reason)
                 self._reason = reason
                 await asyncio.sleep(self._backoff.next_delay())
 
@@ -120,6 +133,7 @@ class DockerWatcher:
             found = await asyncio.gather(*(inspect(container_id) for container_id in ids))
             self._infos = {info.id: info for info in found if info is not None}
             self._reason = None
+            self._answered = True
             self._backoff.reset()
             lines = LineBuffer()
             async for chunk in events.aiter_raw():
@@ -152,17 +166,21 @@ class DockerWatcher:
         _expect_ok(response, "GET /containers/{id}/json")
         return container_info(response.json())
 
-    def _describe(self, exc: BaseException) -> str:
+    def _describe(self, exc: BaseException) -> tuple[str, bool]:
+        """The one-line reason, and whether it means no engine is there at all."""
         path = self.socket_path
         if not os.path.exists(path):
-            return f"no Docker daemon: {path} does not exist (set DOCKER_HOST or --docker-host)"
+            return (
+                f"no Docker daemon: {path} does not exist (set DOCKER_HOST or --docker-host)",
+                True,
+            )
         if not os.access(path, os.R_OK | os.W_OK):
-            return f"no permission on {path}: run as root or as a member of its group"
+            return f"no permission on {path}: run as root or as a member of its group", False
         cause = exc.__cause__ or exc.__context__ or exc
         if isinstance(cause, ConnectionRefusedError) or isinstance(exc, httpx.ConnectError):
-            return f"no Docker daemon listening on {path}"
+            return f"no Docker daemon listening on {path}", True
         text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        return f"Docker daemon at {path}: {text}"
+        return f"Docker daemon at {path}: {text}", False
 
 
 def _expect_ok(response: httpx.Response, what: str) -> None:
