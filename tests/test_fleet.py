@@ -175,6 +175,24 @@ async def test_every_hosts_history_in_one_bounded_request(
     assert refused.json()["error"] == "expected points from 1 to 300, got 301"
 
 
+async def test_history_errors_name_the_seconds_parameter(
+    redis_url: str, server_factory: Factory
+) -> None:
+    server = hub(server_factory, redis_url)  # --history-seconds 60
+    async with agent(redis_url, "web1"):
+        await wait_for_status(server, {"web1": "online"})
+        async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
+            answers = [
+                await http.get(f"{path}?seconds={seconds}")
+                for path in ("/api/hosts/web1/metrics/history", "/api/hosts/history")
+                for seconds in ("4000", "-5")
+            ]
+    assert [(r.status_code, r.json()["error"]) for r in answers] == [
+        (400, "expected seconds from 0 to 60, got 4000"),
+        (400, "expected seconds from 0 to 60, got -5"),
+    ] * 2
+
+
 async def test_a_hub_that_starts_late_backfills_history(
     redis_url: str, server_factory: Factory
 ) -> None:

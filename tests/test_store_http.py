@@ -40,10 +40,12 @@ def test_from_and_to_take_epoch_seconds_or_iso_8601() -> None:
     [
         ({"start": "yesterday"}, "expected from as epoch seconds or ISO-8601, got 'yesterday'"),
         ({"end": "nan"}, "expected to as epoch seconds or ISO-8601"),
-        ({"seconds": "-5"}, "expected seconds as a number of seconds > 0"),
+        ({"seconds": "-5"}, "expected seconds from 0 to 3600, got -5"),
+        ({"seconds": "soon"}, "expected seconds from 0 to 3600, got 'soon'"),
         ({"step": "0"}, "expected step as a number of seconds > 0, got '0'"),
         ({"start": str(NOW), "end": str(NOW - 1)}, "expected from <= to"),
-        ({"seconds": "7200"}, "expected a range within the last 3600 s"),
+        ({"seconds": "7200"}, "expected seconds from 0 to 3600, got 7200"),
+        ({"seconds": "60", "end": str(NOW - 3590)}, "expected a range within the last 3600 s"),
     ],
 )
 def test_bad_ranges_get_one_line(arguments: dict[str, Any], message: str) -> None:
@@ -66,6 +68,30 @@ async def get(server: RunningServer, start: Any = None, **params: Any) -> httpx.
         params["from"] = start
     async with httpx.AsyncClient(base_url=server.http_url, timeout=10) as client:
         return await client.get("/api/system/metrics/history", params=params)
+
+
+async def test_errors_name_the_seconds_parameter_with_and_without_a_store(
+    server_factory: Callable[..., RunningServer], tmp_path: Path
+) -> None:
+    ring_only = server_factory(interval=0.2, history_seconds=60)  # conftest: no store
+    stored = server_factory(interval=0.2, no_store=False, data_dir=str(tmp_path))
+    answers = {
+        # The ring's own route, and the store's code path that serves it with a step.
+        ("ring", "4000"): await get(ring_only, seconds="4000"),
+        ("ring", "-5"): await get(ring_only, seconds="-5"),
+        ("ring+step", "4000"): await get(ring_only, seconds="4000", step="1"),
+        ("ring+step", "abc"): await get(ring_only, seconds="abc", step="1"),
+        ("store", "-5"): await get(stored, seconds="-5"),
+        ("store", "abc"): await get(stored, seconds="abc"),
+    }
+    assert {key: (r.status_code, r.json()["error"]) for key, r in answers.items()} == {
+        ("ring", "4000"): (400, "expected seconds from 0 to 60, got 4000"),
+        ("ring", "-5"): (400, "expected seconds from 0 to 60, got -5"),
+        ("ring+step", "4000"): (400, "expected seconds from 0 to 60, got 4000"),
+        ("ring+step", "abc"): (400, "expected seconds from 0 to 60, got 'abc'"),
+        ("store", "-5"): (400, "expected seconds >= 0, got -5"),
+        ("store", "abc"): (400, "expected seconds >= 0, got 'abc'"),
+    }
 
 
 async def test_history_from_before_a_restart_is_served_from_the_store(

@@ -29,10 +29,10 @@ from ..sansio import (
     encode_json,
     format_timestamp,
     parse_fields,
-    parse_history,
 )
 from ..stream import Recorder
 from ._budget import ResponseBudget, budgeted
+from ._history_route import parse_seconds
 from ._limits import ConnectionLimit
 from ._router import JSON, TRY_AGAIN_LATER, history_response, latest_response, serve_stream
 from ._schema import schema
@@ -113,7 +113,7 @@ def fleet_router(
         # by the hosts the hub knows (not by the asker) times `points` times `fields`.
         try:
             limit = settings.history_seconds
-            span = min(300.0, limit) if seconds is None else parse_history(seconds, limit)
+            span = min(300.0, limit) if seconds is None else parse_seconds(seconds, limit)
             names = parse_fields(fields)
             count = _points(points)
         except ControlError as exc:

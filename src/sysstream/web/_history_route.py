@@ -34,6 +34,7 @@ __all__ = [
     "merge_ring",
     "parse_history_fields",
     "parse_range",
+    "parse_seconds",
 ]
 
 JSON = "application/json"
@@ -80,8 +81,7 @@ def parse_range(
     if start is not None:
         begin = _instant(start, "from")
     else:
-        span = _positive(seconds if seconds is not None else "300", "seconds", allow_zero=True)
-        begin = stop - span
+        begin = stop - parse_seconds(seconds if seconds is not None else "300", limit)
     if begin > stop:
         raise ControlError(f"expected from <= to, got {begin:.3f} > {stop:.3f}")
     if begin < now - limit:
@@ -90,6 +90,21 @@ def parse_range(
         )
     every = None if step is None else _positive(step, "step")
     return HistoryRange(begin, stop, every)
+
+
+def parse_seconds(text: str, limit: float) -> float:
+    """``?seconds=``, how far back a history request reaches: 0 to ``limit`` (``math.inf``
+    with a store, which keeps what it keeps). Every history route reads it here, so its
+    errors name the parameter the client sent, with or without a store."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0 <= value <= limit):
+        bounds = f"from 0 to {limit:g}" if math.isfinite(limit) else ">= 0"
+        shown = text[:40] if math.isfinite(value) else repr(text[:40])
+        raise ControlError(f"expected seconds {bounds}, got {shown}")
+    return value
 
 
 def _instant(text: str, name: str) -> float:
@@ -110,12 +125,12 @@ def _instant(text: str, name: str) -> float:
     return value
 
 
-def _positive(text: str, name: str, *, allow_zero: bool = False) -> float:
+def _positive(text: str, name: str) -> float:
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+    if not math.isfinite(value) or value <= 0:
         raise ControlError(f"expected {name} as a number of seconds > 0, got {text[:40]!r}")
     return value
 

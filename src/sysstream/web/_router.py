@@ -32,7 +32,6 @@ from ..sansio import (
     encode_json,
     encode_sample,
     format_timestamp,
-    parse_history,
     parse_process_query,
     parse_query,
     select_processes,
@@ -40,7 +39,7 @@ from ..sansio import (
 from ..store import HistoryStore, StoreState
 from ..stream import TRANSPORT_EXTENSION, AsgiSink, History, MetricsHub, Sink, ViewLimitError
 from ._budget import ResponseBudget, budgeted, hold_until_drained
-from ._history_route import QueryGate, parse_history_fields
+from ._history_route import QueryGate, parse_history_fields, parse_seconds
 from ._history_route import history_response as stored_history_response
 from ._limits import ConnectionLimit, resolve_max_clients
 from ._schema import schema
@@ -215,7 +214,7 @@ def history_response(
     if hub.history is None:
         return Response(encode_error("no history kept"), status_code=404, media_type=JSON)
     try:
-        span = parse_history(seconds, limit)
+        span = parse_seconds(seconds, limit)
         names = parse_history_fields(fields)
     except ControlError as exc:
         return Response(encode_error(str(exc)), status_code=400, media_type=JSON)
