@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from sysstream.sansio import (
+    AlertEngine,
     AlertEvent,
     EventKind,
     RuleError,
@@ -61,6 +62,46 @@ def test_an_override_that_moves_the_thresholds_keeps_the_builtin_clear_margin() 
     assert override(op="<", warning=10, critical=5).clear is None  # no margin the other way
     with pytest.raises(RuleError, match="field 'clear': expected a value on the safe side"):
         override(warning=70, clear=75)
+
+
+def test_an_override_of_a_builtins_aggregate_or_window_keeps_its_summary_true() -> None:
+    def summary(name: str, **fields: Any) -> str:
+        [rule] = [r for r in parse_rules({"rules": {name: fields}}).rules if r.name == name]
+        return rule.summary
+
+    # The built-ins as docs/alerts.md describes them.
+    assert summary("cpu") == "CPU busy on average over 5 minutes"
+    assert summary("filesystem") == "Filesystem space in use"
+    assert summary("cpu", aggregate="last") == "CPU busy"
+    assert summary("cpu", window="0") == "CPU busy"
+    assert summary("cpu", window="10m") == "CPU busy on average over 10 minutes"
+    assert (
+        summary("memory", aggregate="max", window="1h")
+        == "Memory in use at its highest over 1 hour"
+    )
+    assert (
+        summary("swap", aggregate="min", window=90) == "Swap in use at its lowest over 90 seconds"
+    )
+    assert summary("filesystem", aggregate="avg", window="1m") == (
+        "Filesystem space in use on average over 1 minute"
+    )
+    assert summary("cpu", warning=70) == "CPU busy on average over 5 minutes"  # untouched
+    assert summary("cpu", aggregate="last", summary="Busy now") == "Busy now"  # as written
+    assert summary("cpu", metric="memory", warning=90) == ""  # another metric: no built-in words
+
+
+def test_a_notification_of_an_overridden_builtin_says_what_fired() -> None:
+    rules = parse_rules({"builtin": True, "rules": {"cpu": {"aggregate": "last"}}})
+    engine = AlertEngine(rules)
+    events = [
+        event
+        for second in range(3)
+        for event in engine.observe("local", 1_700_000_000.0 + second, {"cpu": 99.0})
+        if event.rule == "cpu"
+    ]
+    assert [e.kind for e in events] == [EventKind.FIRING]
+    _title, text = notification_text(events[0])
+    assert text.startswith("CPU busy: 99 (threshold 98)"), text
 
 
 def test_durations() -> None:

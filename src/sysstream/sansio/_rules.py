@@ -121,6 +121,9 @@ class Rule:
     summary: str = ""
     enabled: bool = True
     labels: tuple[str, ...] = ()  # label name of each `*` in the metric path
+    # A built-in's what ("CPU busy"): its summary is derived from this, the aggregate and
+    # the window (_derived_summary), so an override of either still reads true.
+    subject: str = ""
 
     def selects(self, labels: Mapping[str, str]) -> bool:
         """Whether a series with ``labels`` is one this rule watches."""
@@ -234,7 +237,32 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
 
 
 def _builtin(name: str, metric: str, **fields: Any) -> Rule:
-    return replace(Rule(name, metric, labels=alertable_metrics()[metric]), **fields)
+    rule = replace(Rule(name, metric, labels=alertable_metrics()[metric]), **fields)
+    return replace(rule, summary=_derived_summary(rule))
+
+
+_HOW = {
+    Aggregate.AVG: "on average",
+    Aggregate.MAX: "at its highest",
+    Aggregate.MIN: "at its lowest",
+}
+
+
+def _derived_summary(rule: Rule) -> str:
+    """A built-in's summary: its subject and how it is aggregated ("CPU busy on average
+    over 5 minutes"); the subject alone for the latest value (``last``, or window 0)."""
+    if rule.aggregate == Aggregate.LAST or rule.window == 0:
+        return rule.subject
+    return f"{rule.subject} {_HOW[rule.aggregate]} over {_spoken_duration(rule.window)}"
+
+
+def _spoken_duration(seconds: float) -> str:
+    """``300`` → "5 minutes", ``3600`` → "1 hour", ``90`` → "90 seconds"."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds / size
+            return f"{count:g} {unit}{'' if count == 1 else 's'}"
+    return f"{seconds:g} second{'' if seconds == 1 else 's'}"
 
 
 def _n(value: float) -> Threshold:
@@ -249,7 +277,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         warning=_n(90),
         critical=_n(98),
         clear=85.0,
-        summary="CPU busy on average over 5 minutes",
+        subject="CPU busy",
     ),
     _builtin(
         "memory",
@@ -258,7 +286,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         warning=_n(90),
         critical=_n(95),
         clear=85.0,
-        summary="Memory in use on average over 5 minutes",
+        subject="Memory in use",
     ),
     _builtin(
         "swap",
@@ -267,7 +295,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         warning=_n(80),
         critical=_n(95),
         clear=75.0,
-        summary="Swap in use on average over 5 minutes",
+        subject="Swap in use",
     ),
     _builtin(
         "filesystem",
@@ -277,7 +305,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         critical=_n(95),
         clear=83.0,
         for_=60.0,
-        summary="Filesystem space in use",
+        subject="Filesystem space in use",
     ),
     _builtin(
         "load",
@@ -287,7 +315,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         critical=_n(4),
         clear=1.5,
         for_=300.0,
-        summary="5-minute load average per logical CPU",
+        subject="5-minute load average per logical CPU",
     ),
     _builtin(
         "temperature",
@@ -296,7 +324,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         warning=Threshold(sibling="high"),
         critical=Threshold(sibling="critical"),
         clear_for=60.0,
-        summary="Sensor temperature above the sensor's own high or critical mark",
+        subject="Sensor temperature above the sensor's own high or critical mark",
     ),
     _builtin(
         "host_offline",
@@ -304,7 +332,7 @@ BUILTIN_RULES: tuple[Rule, ...] = (
         aggregate=Aggregate.LAST,
         op=Comparison.AT_LEAST,
         critical=_n(1),
-        summary="Host stopped publishing (fleet mode)",
+        subject="Host stopped publishing (fleet mode)",
     ),
 )
 
@@ -454,6 +482,8 @@ def _parse_rule(name: str, table: Mapping[str, Any], base: Rule | None) -> Rule:
         changes.setdefault("summary", "")
     moved = rule is base and "clear" not in table and {"warning", "critical", "op"} & set(table)
     rule = replace(rule, **changes)
+    if rule.subject and "summary" not in table:  # a built-in's own words, kept true
+        rule = replace(rule, summary=_derived_summary(rule))
     if moved:
         assert base is not None
         rule = replace(rule, clear=_moved_clear(base, rule))
