@@ -4,6 +4,7 @@ webhook notifications to a real receiver, and continuity across a restart."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -216,6 +217,37 @@ async def test_bad_silence_requests_get_one_line_errors(
         assert message in response.json()["error"]
         # Nothing else disturbed: the API still answers.
         assert (await client.get("/api/alerts")).status_code == 200
+
+
+async def test_prometheus_thresholds_are_the_decimals_the_rules_wrote(
+    server_factory: Factory, tmp_path: Path
+) -> None:
+    path = tmp_path / "alerts.toml"
+    path.write_text(
+        "builtin = false\n"
+        '[rules.cpu_edge]\nmetric = "cpu"\nwarning = 99.9\ncritical = 99.99\n'
+        '[rules.swap_third]\nmetric = "swap.percent"\nwarning = 33.3\ncritical = 57.7\n'
+        '[rules.load]\nmetric = "load.load1_per_core"\nwarning = 0.3\n'
+    )
+    server = start(server_factory, DialSource(), alerts=str(path))
+    exposition = (await get(server, "/metrics")).text
+    # The text as scraped, by (metric, rule, severity): value / 100 in binary would read
+    # 0.9990000000000001, 0.9998999999999999, 0.33299999999999996, 0.5770000000000001.
+    scraped = {
+        found.groups()[:3]: found[4]
+        for found in re.finditer(
+            r'^sysstream_alert_threshold\{metric="(.*?)",rule="(.*?)",severity="(.*?)"\} (.*)$',
+            exposition,
+            re.MULTILINE,
+        )
+    }
+    assert scraped == {
+        ("cpu", "cpu_edge", "warning"): "0.999",
+        ("cpu", "cpu_edge", "critical"): "0.9999",
+        ("swap.percent", "swap_third", "warning"): "0.333",
+        ("swap.percent", "swap_third", "critical"): "0.577",
+        ("load.load1_per_core", "load", "warning"): "0.3",  # not a percent: as written
+    }
 
 
 async def test_bad_history_ranges_are_refused(server_factory: Factory, tmp_path: Path) -> None:

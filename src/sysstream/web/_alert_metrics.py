@@ -9,6 +9,7 @@ metrics), and the notification counters name their destination.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from decimal import Decimal
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -56,7 +57,7 @@ class AlertCollector(Collector):
             for severity, threshold in (("warning", rule.warning), ("critical", rule.critical)):
                 if threshold is None or threshold.value is None:
                     continue
-                value = threshold.value / 100 if ratio else threshold.value
+                value = _as_ratio(threshold.value) if ratio else threshold.value
                 family.add_metric([rule.name, severity, rule.metric], value)
         return family
 
@@ -91,3 +92,10 @@ class AlertCollector(Collector):
             "Samples not evaluated because the evaluator's queue was full.",
             self.evaluator.dropped_samples,
         )
+
+
+def _as_ratio(percent: float) -> float:
+    """``percent`` / 100 as the decimal the user wrote: 99.9 → 0.999, where the binary
+    division gives 0.9990000000000001. The float's shortest repr is exact in decimal, and
+    moving its point two places never rounds."""
+    return float(Decimal(repr(percent)).scaleb(-2))
