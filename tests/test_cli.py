@@ -280,7 +280,36 @@ def test_generated_flags_convert_to_the_models_types() -> None:
     [
         (["--port", "abc"], "sysstream: invalid --port / SYSSTREAM_PORT: 'abc' is not a valid"),
         (["--log-level", "loud"], "sysstream: invalid --log-level / SYSSTREAM_LOG_LEVEL: 'loud'"),
-        (["--proxy-headers", "false"], "sysstream: Got unexpected extra argument (false)"),
+        (
+            ["--proxy-headers", "false"],
+            "sysstream: invalid --proxy-headers / SYSSTREAM_PROXY_HEADERS: a switch takes no"
+            " value; for --proxy-headers false write --no-proxy-headers\n",
+        ),
+        (
+            ["--proxy-headers=off"],
+            "sysstream: invalid --proxy-headers / SYSSTREAM_PROXY_HEADERS: a switch takes no"
+            " value; for --proxy-headers off write --no-proxy-headers\n",
+        ),
+        (
+            ["--no-proxy-headers", "false"],
+            "sysstream: invalid --proxy-headers / SYSSTREAM_PROXY_HEADERS: a switch takes no"
+            " value; for --no-proxy-headers false write --proxy-headers\n",
+        ),
+        (
+            ["--no-store", "false"],
+            "sysstream: invalid --no-store / SYSSTREAM_NO_STORE: a switch takes no value;"
+            " for --no-store false leave --no-store out\n",
+        ),
+        (
+            ["--no-store", "1"],
+            "sysstream: invalid --no-store / SYSSTREAM_NO_STORE: a switch takes no value;"
+            " for --no-store 1 write --no-store\n",
+        ),
+        (
+            ["--proxy-headers", "maybe"],
+            "sysstream: invalid --proxy-headers / SYSSTREAM_PROXY_HEADERS: a switch takes no"
+            " value, got 'maybe' after it; write --proxy-headers or --no-proxy-headers\n",
+        ),
         (["--bogus"], "sysstream: No such option '--bogus'"),
     ],
 )

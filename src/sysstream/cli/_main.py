@@ -24,6 +24,7 @@ from ..alerts import load_rule_file
 from ..fleet import AgentSettings, run_agent
 from ..sansio import EndpointError, RuleError, parse_endpoint
 from ..web import ServeError, run_server
+from ._switches import SwitchCommand
 from ._watch import Refused, describe_failure, print_lines
 from ._watch import once as watch_once
 
@@ -157,7 +158,7 @@ def _log_to_stderr(level: str) -> None:
     sysstream_logger.setLevel(level.upper() if level != "trace" else 5)
 
 
-@cli.command()
+@cli.command(cls=SwitchCommand)
 @settings_options
 def serve(**flags: Any) -> None:
     """Serve the stream, the API and the dashboard."""
@@ -189,7 +190,7 @@ def alerts_check(file: str) -> None:
 STOP_RETRY_SECONDS = 1.0
 
 
-@cli.command()
+@cli.command(cls=SwitchCommand)
 @model_options(AgentSettings)
 def agent(**flags: Any) -> None:
     """Sample this host and publish each tick to Redis, for `serve --redis` hubs."""
