@@ -146,7 +146,11 @@ async def test_a_configured_docker_host_that_does_not_answer_is_a_warning(tmp_pa
     ], log
 
 
-async def test_watch_prints_live_values() -> None:
+# A piped data line: the sample's timestamp, then the default fields.
+DATA_LINE = re.compile(r"^\d{4}-\d\d-\d\dT[\d:.]+Z (cpu=\S+ memory=\S+ disk=\S+|error: .+)$")
+
+
+async def test_watch_piped_writes_data_to_stdout_and_status_to_stderr() -> None:
     async with serve("--interval", "0.2") as (_process, port):
         watcher = await asyncio.create_subprocess_exec(
             *SYSSTREAM,
@@ -155,10 +159,13 @@ async def test_watch_prints_live_values() -> None:
             "--count",
             "3",
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
-        out, _ = await asyncio.wait_for(watcher.communicate(), 15)
-    lines = [line for line in out.decode().splitlines() if "cpu=" in line]
-    assert len(lines) == 3 and all("memory=" in line and "disk=" in line for line in lines)
+        out, err = await asyncio.wait_for(watcher.communicate(), 15)
+    assert watcher.returncode == 0
+    lines = out.decode().splitlines()
+    assert len(lines) == 3 and all(DATA_LINE.match(line) for line in lines), lines
+    assert err.decode() == "[live]\n"
 
 
 async def test_watch_piped_into_a_reader_that_leaves_stops_quietly() -> None:
@@ -175,7 +182,7 @@ async def test_watch_piped_into_a_reader_that_leaves_stops_quietly() -> None:
 
     async with serve("--interval", "0.2") as (_process, port):
         code, error = await asyncio.wait_for(asyncio.to_thread(read_one_line_then_leave, port), 20)
-    assert (code, error) == (0, b"")
+    assert (code, error) == (0, b"[live]\n")  # the status line; no complaint about the pipe
 
 
 async def test_watch_reconnects_when_the_server_comes_back() -> None:
@@ -187,20 +194,24 @@ async def test_watch_reconnects_when_the_server_comes_back() -> None:
             "--count",
             "6",
             stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
-        assert watcher.stdout is not None
+        assert watcher.stdout is not None and watcher.stderr is not None
         async with asyncio.timeout(10):
-            while b"cpu=" not in await watcher.stdout.readline():
-                pass
+            first = (await watcher.stdout.readline()).decode()
+        assert DATA_LINE.match(first.rstrip("\n")), first
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.wait(), 10)
     async with asyncio.timeout(10):
-        while b"disconnected" not in (line := await watcher.stdout.readline()):
-            assert line, "watch exited instead of retrying"
+        assert await watcher.stderr.readline() == b"[live]\n"
+        lost = (await watcher.stderr.readline()).decode()
+    assert lost.startswith("[disconnected (") and "; retrying in " in lost, lost
     async with serve("--interval", "0.2", "--port", str(port)):
-        out, _ = await asyncio.wait_for(watcher.communicate(), 20)
+        out, err = await asyncio.wait_for(watcher.communicate(), 20)
     assert watcher.returncode == 0
-    assert b"[live]" in out and b"cpu=" in out
+    lines = out.decode().splitlines()
+    assert len(lines) == 5 and all(DATA_LINE.match(line) for line in lines), lines
+    assert err.decode().splitlines()[-1] == "[live]", err  # back, after any retries
 
 
 @pytest.mark.parametrize(

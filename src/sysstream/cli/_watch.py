@@ -10,6 +10,7 @@ reconnecting with :class:`~sysstream.sansio.Backoff` after transient failures an
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -216,24 +217,33 @@ def _line(message: dict[str, Any]) -> str:
 
 
 async def print_lines(endpoint: Endpoint, token: str | None, count: int | None) -> int:
-    """The stream as one plain line per message (stdout is not a terminal): the default
-    fields, ``[live]``/``[disconnected …]`` lines on state changes. Returns messages seen."""
+    """The stream as one plain line per message on stdout (not a terminal): the default
+    fields. ``[live]``/``[disconnected …]`` on state changes go to stderr, so what reads
+    our stdout (a script, ``| head -1``) gets data lines only. Returns messages seen."""
     received = 0
     done = asyncio.Event()
+    reader_gone: list[BrokenPipeError] = []
 
     def opened() -> None:
-        print("[live]", flush=True)
+        print("[live]", file=sys.stderr, flush=True)
 
     def message(value: Any) -> None:
         nonlocal received
         if isinstance(value, dict) and "type" not in value and not done.is_set():
             received += 1
-            print(_line(value), flush=True)
+            try:
+                print(_line(value), flush=True)
+            except BrokenPipeError as exc:
+                # Our reader left (`| head -1`). Raised from here, follow() would take it
+                # for a lost connection (an OSError) and reconnect: stop, and say so below.
+                reader_gone.append(exc)
+                done.set()
             if count is not None and received >= count:
                 done.set()
 
     def lost(reason: str, delay: float) -> None:
-        print(f"[disconnected ({reason}); retrying in {delay:.1f} s]", flush=True)
+        status = f"[disconnected ({reason}); retrying in {delay:.1f} s]"
+        print(status, file=sys.stderr, flush=True)
 
     url = endpoint.stream_url_with(list(DEFAULT_FIELDS), alerts=False)
     task = asyncio.ensure_future(
@@ -243,6 +253,8 @@ async def print_lines(endpoint: Endpoint, token: str | None, count: int | None) 
     await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
     task.cancel()
     waiter.cancel()
+    if reader_gone:
+        raise reader_gone[0]
     if task.done() and not task.cancelled() and (error := task.exception()) is not None:
         raise error
     return received
