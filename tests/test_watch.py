@@ -162,6 +162,27 @@ def test_values_are_formatted_by_their_registry_unit(value: object, unit: str, s
     assert format_value(value, unit) == shown
 
 
+@pytest.mark.parametrize(
+    ("value", "unit", "shown"),
+    [
+        (80, "percent", "80 %"),
+        (80.00000000000001, "percent", "80 %"),
+        (99.9, "percent", "99.9 %"),
+        (1048576, "bytes/s", "1 MiB/s"),
+        (1.5 * 2**30, "bytes", "1.5 GiB"),
+        (5.0, "seconds", "5 s"),
+        (85.0, "celsius", "85 °C"),
+        (2.0, "tasks", "2"),
+        (0.30000000000000004, "", "0.3"),
+        (1000, "packets/s", "1 000 packets/s"),
+    ],
+)
+def test_a_written_figure_is_formatted_without_trailing_zeros(
+    value: float, unit: str, shown: str
+) -> None:
+    assert format_value(value, unit, trim=True) == shown
+
+
 def test_bars_and_sparklines() -> None:
     assert bar(50, 10) == "█████     "
     assert bar(100, 4) == "████" and bar(0, 4) == "    " and bar(None, 3) == "   "
@@ -329,7 +350,9 @@ def test_alert_events_keep_an_active_list() -> None:
     assert not model.receive({"type": "alerts", "active": [active], "timestamp": "T"}, 0.0)
     panel = model.panels()[0]
     assert panel.key == "alerts" and panel.table is not None
-    assert panel.table.rows == (("warning", "firing", "cpu", "host=web1", "93.1 / 90", "CPU busy"),)
+    # Before the rules are in, the metric (so its unit) is unknown: bare numbers.
+    row = ("warning", "firing", "cpu", "host=web1", "93.1 vs 90", "CPU busy")
+    assert panel.table.rows == (row,)
     pending = {"type": "alert", "event": "pending", "rule": "load", "labels": {}, "severity": None,
                "value": 3.0, "threshold": 2, "summary": "", "fingerprint": "f2"}  # fmt: skip
     model.receive(pending, 1.0)
@@ -341,3 +364,62 @@ def test_alert_events_keep_an_active_list() -> None:
     model.receive({**active, "type": "alert", "event": "resolved"}, 2.0)
     model.receive({**pending, "event": "cancelled"}, 3.0)
     assert all(p.key != "alerts" for p in model.panels())
+
+
+def test_alert_values_are_printed_in_their_metrics_units() -> None:
+    model = WatchModel(Schema.from_registry())
+    alerts = [
+        {"rule": "cpu", "state": "firing", "severity": "warning", "labels": {"host": "web1"},
+         "value": 93.14, "threshold": 90, "summary": "CPU busy", "fingerprint": "f1"},
+        {"rule": "busy_net", "state": "firing", "severity": "warning",
+         "labels": {"host": "web1", "interface": "eth0"}, "value": 1.2 * 2**20,
+         "threshold": 1048576, "summary": "", "fingerprint": "f2"},
+        {"rule": "data_disk", "state": "pending", "severity": "critical",
+         "labels": {"host": "web1", "mountpoint": "/data"}, "value": 97.5,
+         "threshold": 94.99999999999999, "summary": "", "fingerprint": "f3"},
+        {"rule": "host_offline", "state": "firing", "severity": "critical",
+         "labels": {"host": "db1"}, "value": 1.0, "threshold": 0.5, "summary": "",
+         "fingerprint": "f4"},
+        {"rule": "load", "state": "firing", "severity": "warning", "labels": {"host": "web1"},
+         "value": 2.345, "threshold": 2.0, "summary": "", "fingerprint": "f5"},
+        {"rule": "gone", "state": "firing", "severity": "warning", "labels": {"host": "web1"},
+         "value": 1258291.2, "threshold": 1048576, "summary": "", "fingerprint": "f6"},
+    ]  # fmt: skip
+    model.receive({"type": "alerts", "active": alerts, "timestamp": "T"}, 0.0)
+    # The first alerts name rules whose metric is not known: ask the server, once.
+    assert model.rules_wanted() and not model.rules_wanted()
+    model.take_rules(
+        {
+            "rules": [
+                {"name": "cpu", "metric": "cpu"},
+                {"name": "busy_net", "metric": "net.interfaces.*.rx_bytes_per_s"},
+                {"name": "data_disk", "metric": "mounts.*.percent"},
+                {"name": "host_offline", "metric": "host.offline"},
+                {"name": "load", "metric": "load.load1_per_core"},
+                {"name": "broken", "metric": 7},
+                "junk",
+            ],
+            "active": [],
+        }
+    )
+    table = model.panels()[0].table
+    assert table is not None
+    assert [(row[2], row[4]) for row in table.rows] == [
+        ("cpu", "93.1 % vs 90 %"),
+        ("busy_net", "1.20 MiB/s vs 1 MiB/s"),
+        ("data_disk", "97.5 % vs 95 %"),
+        ("host_offline", "1 vs 0.5"),  # not in the registry: bare numbers
+        ("load", "2.35 vs 2"),
+        ("gone", "1258291.2 vs 1 048 576"),  # a rule the server did not list
+    ]
+    # A rule a reload added is asked about when its first alert comes, and once only.
+    assert not model.rules_wanted()
+    new = {"type": "alert", "event": "firing", "rule": "swap", "labels": {}, "severity": "warning",
+           "value": 55.0, "threshold": 50, "summary": "", "fingerprint": "f7"}  # fmt: skip
+    model.receive(new, 1.0)
+    assert model.rules_wanted() and not model.rules_wanted()
+    model.take_rules({"rules": [{"name": "swap", "metric": "swap.percent"}]})
+    table = model.panels()[0].table
+    assert table is not None and table.rows[-1][4] == "55.0 % vs 50 %"
+    model.take_rules(None)  # a server without alerts: nothing learnt, nothing lost
+    assert model.rule_metrics["swap"] == "swap.percent"

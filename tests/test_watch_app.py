@@ -26,6 +26,7 @@ from sysstream.cli._watch_app import HostPicker, WatchApp
 from sysstream.sansio import ConnectionState, encode_tick, parse_endpoint, ticks_channel
 
 from .conftest import RunningServer, receive_json, start_server, stop_server, ws_client
+from .test_alert_api import DialSource, rule_file, start
 from .test_fleet import agent, wait_for_status
 
 TOKEN = "s3cret-token-of-32-characters-xx"
@@ -336,6 +337,62 @@ async def test_active_alerts_are_shown(server_factory: Factory, tmp_path: Any) -
         assert "warning" in shown and "firing" in shown and "uptime_up" in shown
         assert "the host is up" in shown
         assert app.query_one("#alerts").border_title == "Active alerts"
+
+
+class RatesDialSource(DialSource):
+    """DialSource with a network rate and a filesystem's use the test dials in, too."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        super().__init__(interval)
+        self.rx = 0.0
+        self.data_percent = 0.0
+
+    async def next_sample(self, groups: frozenset[str]) -> Sample:
+        sample = await super().next_sample(groups)
+        mount = {"fstype": "ext4", "total_bytes": 2**30, "used_bytes": 2**29,
+                 "free_bytes": 2**29, "percent": self.data_percent}  # fmt: skip
+        values = {**sample.values, "net": {"rx_bytes_per_s": self.rx, "tx_bytes_per_s": 0.0},
+                  "mounts": {"/data": mount}}  # fmt: skip
+        return Sample(sample.tick, sample.timestamp, values, sample.errors)
+
+
+async def test_alert_values_are_printed_in_their_metrics_units(
+    server_factory: Factory, tmp_path: Any
+) -> None:
+    source = RatesDialSource()
+    source.cpu, source.rx, source.data_percent = 90.0, 1.2 * 2**20, 91.04
+    extra = (
+        '[rules.busy_net]\nmetric = "net.rx_bytes_per_s"\naggregate = "last"\nwarning = 1048576\n'
+        '[rules.full]\nmetric = "mounts.*.percent"\naggregate = "last"\nwarning = 90\n'
+    )
+    server = start(server_factory, source, alerts=rule_file(tmp_path, None, extra), token=TOKEN)
+    # The unit is the rule's metric's (GET /api/alerts, behind the same token), as the other
+    # panels print it; the values were bare numbers ("1258291.2 / 1048576").
+    expected = {
+        "hot": "90.0 % vs 80 %",
+        "busy_net": "1.20 MiB/s vs 1 MiB/s",
+        "full": "91.0 % vs 90 %",  # mounts.*.percent: a `*` of the metric is a mount
+    }
+
+    def values(text: str) -> dict[str, str]:
+        found = {}
+        for rule in expected:
+            line = next((line for line in text.splitlines() if f" {rule} " in line), "")
+            match = re.search(r"\d[\d.]* (%|MiB/s) vs \S+ (%|MiB/s)", line)
+            found[rule] = match.group(0) if match else line
+        return found
+
+    app = WatchApp(parse_endpoint(server.http_url), TOKEN)
+    async with app.run_test(size=(120, 40)) as pilot:
+        with contextlib.suppress(TimeoutError):  # the rules may come after the first alerts
+            await until(lambda: values(panel_text(app, "alerts")) == expected, pilot, 10)
+        assert values(panel_text(app, "alerts")) == expected
+        assert app.model.rule_metrics["full"] == "mounts.*.percent"
+    address = f"127.0.0.1:{server.port}"
+    result = await asyncio.to_thread(watch, address, "--once", env={"SYSSTREAM_TOKEN": TOKEN,
+                                                                    "COLUMNS": "120"})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Active alerts" in result.stdout and values(result.stdout) == expected
 
 
 async def test_once_respects_no_color(server_factory: Factory) -> None:

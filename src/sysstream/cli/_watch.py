@@ -40,6 +40,7 @@ from ._panels import snapshot
 __all__ = [
     "Refused",
     "describe_failure",
+    "fetch_alert_rules",
     "fetch_hosts",
     "fetch_processes",
     "fetch_schema",
@@ -118,6 +119,16 @@ async def fetch_hosts(endpoint: Endpoint, token: str | None) -> list[dict[str, A
     if status != 200 or not isinstance(body, dict) or not isinstance(body.get("hosts"), list):
         return None
     return [h for h in body["hosts"] if isinstance(h, dict) and isinstance(h.get("id"), str)]
+
+
+async def fetch_alert_rules(endpoint: Endpoint, token: str | None) -> Any:
+    """``GET /api/alerts`` (the rules name each alert's metric, so its unit), or ``None``
+    where there is none (a server without alerts, a refusal, a failure)."""
+    try:
+        status, body = await asyncio.to_thread(_get_json, endpoint.alerts_url, token)
+    except (OSError, ValueError):
+        return None
+    return body if status == 200 else None
 
 
 async def fetch_processes(
@@ -312,5 +323,7 @@ async def once(endpoint: Endpoint, token: str | None, console: Console) -> None:
         raise Refused(
             refusal_for_status(status, _handshake_detail(exc)) or f"HTTP {status}"
         ) from None
+    if model.rules_wanted():  # the alerts' metrics, for the units of their values
+        model.take_rules(await fetch_alert_rules(endpoint, token))
     for block in snapshot(model, endpoint.shown, time.monotonic(), console.width):
         console.print(block, highlight=False, markup=False)

@@ -30,7 +30,14 @@ from textual.widgets.option_list import Option
 
 from ..sansio import Endpoint, Schema, WatchModel, printable
 from ._panels import render_panel, render_status
-from ._watch import Refused, fetch_hosts, fetch_processes, fetch_schema, follow
+from ._watch import (
+    Refused,
+    fetch_alert_rules,
+    fetch_hosts,
+    fetch_processes,
+    fetch_schema,
+    follow,
+)
 
 __all__ = ["HostPicker", "WatchApp"]
 
@@ -180,12 +187,21 @@ class WatchApp(App[None]):
 
     def _message(self, message: Any) -> None:
         data = self.model.receive(message, time.monotonic())
+        if self.model.rules_wanted():
+            rules = self._fetch_rules(self.endpoint, self.model)
+            self.run_worker(rules, group="rules", exit_on_error=False)
         if data and self.count is not None and self.model.received >= self.count:
             self.exit()
         if not self.model.paused:
             self.show()
         else:
             self.show_status()
+
+    async def _fetch_rules(self, endpoint: Endpoint, model: WatchModel) -> None:
+        """The alert rules, for the unit of each alert's metric; redraws with them."""
+        model.take_rules(await fetch_alert_rules(endpoint, self.token))
+        if model is self.model and not model.paused:
+            self.show()
 
     def _lost(self, reason: str, delay: float) -> None:
         self.model.disconnected(reason, delay, time.monotonic())

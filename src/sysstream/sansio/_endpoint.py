@@ -2,7 +2,7 @@
 
 ``sysstream watch`` takes what a user has at hand: ``ws://host:port/api/system/metrics``, the
 dashboard's ``http://host:port/``, or just ``host:port``. :func:`parse_endpoint` turns each
-into one :class:`Endpoint` (stream, schema and host-list URLs) or a one-line
+into one :class:`Endpoint` (stream, schema, host-list and alert URLs) or a one-line
 :class:`EndpointError`. :func:`refusal_for_status` and :func:`refusal_for_close` decide
 whether a failure is worth retrying: a wrong token or an unknown host will not heal.
 """
@@ -71,6 +71,11 @@ class Endpoint:
     @property
     def hosts_url(self) -> str:
         return f"{self.base}/api/hosts"
+
+    @property
+    def alerts_url(self) -> str:
+        """The alert rules (``GET /api/alerts``): a fleet host's are the hub's."""
+        return f"{self.base}/api/alerts"
 
     @property
     def shown(self) -> str:

@@ -136,8 +136,8 @@ class Schema:
                 self._units[path] = found
         return self._units.get(path, "")
 
-    def format(self, path: str, value: Any) -> str:
-        return format_value(value, self.unit(path) or _unit_by_name(path))
+    def format(self, path: str, value: Any, *, trim: bool = False) -> str:
+        return format_value(value, self.unit(path) or _unit_by_name(path), trim=trim)
 
 
 def _unit_by_name(path: str) -> str:
@@ -176,6 +176,9 @@ class WatchModel:
     filter: str = ""
     paused: bool = False
     alerts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Each alert rule's metric (``GET /api/alerts``'s rules), for the unit of its values.
+    rule_metrics: dict[str, str] = field(default_factory=dict)
+    rules_asked: set[str] = field(default_factory=set)  # rules the server was asked about
     trends: dict[str, deque[float | None]] = field(default_factory=dict)
     # The server's full list for the current filter (``GET …/metrics/processes``), so a
     # filter finds processes outside the top ten; None: filter the top lists only.
@@ -187,6 +190,7 @@ class WatchModel:
 
     def connected(self) -> None:
         self.state, self.detail, self.retry_at = ConnectionState.LIVE, "", None
+        self.rules_asked.clear()  # a restarted server may have rules it did not have
 
     def disconnected(self, reason: str, retry_in: float, now: float) -> None:
         self.state, self.detail, self.retry_at = ConnectionState.RETRYING, reason, now + retry_in
@@ -229,6 +233,30 @@ class WatchModel:
             trend = self.trends.setdefault(path, deque(maxlen=TREND_POINTS))
             trend.append(_number(value.get(key)) if isinstance(value, dict) else None)
         return True
+
+    def take_rules(self, body: Any) -> None:
+        """``GET …/api/alerts``'s answer (or ``None``): each rule's metric, so an alert's
+        value and threshold are printed in that metric's unit."""
+        rules = body.get("rules") if isinstance(body, dict) else None
+        for rule in rules if isinstance(rules, list) else ():
+            if isinstance(rule, dict):
+                name, metric = rule.get("name"), rule.get("metric")
+                if isinstance(name, str) and isinstance(metric, str):
+                    self.rule_metrics[name] = metric
+
+    def rules_wanted(self) -> bool:
+        """Whether to ask the server for its rules: an alert names a rule whose metric is
+        not known yet (the first alert, or a rule a reload added). Once per rule name, so
+        a server without the route is not asked at every alert."""
+        unknown = {
+            rule
+            for alert in self.alerts.values()
+            if isinstance(rule := alert.get("rule"), str)
+            and rule not in self.rule_metrics
+            and rule not in self.rules_asked
+        }
+        self.rules_asked |= unknown
+        return bool(unknown)
 
     # Asked by the screen
 
@@ -515,10 +543,6 @@ class WatchModel:
         for alert in self.alerts.values():
             labels = alert.get("labels")
             pairs = labels.items() if isinstance(labels, dict) else ()
-            value, threshold = alert.get("value"), alert.get("threshold")
-            measured = "" if value is None else f"{value:g}" if _number(value) else str(value)
-            if measured and threshold is not None:
-                measured += f" / {threshold}"
             state = alert.get("state") or alert.get("event") or ""
             rows.append(
                 (
@@ -526,13 +550,30 @@ class WatchModel:
                     str(state),
                     str(alert.get("rule") or ""),
                     ", ".join(f"{k}={v}" for k, v in pairs),
-                    measured,
+                    self._measured(alert),
                     str(alert.get("summary") or ""),
                 )
             )
         columns = ("severity", "state", "alert", "on", "value", "summary")
         table = Table(columns, tuple(rows), (False, False, False, False, True, False))
         return Panel("alerts", "Active alerts", (), table)
+
+    def _measured(self, alert: dict[str, Any]) -> str:
+        """``93.1 % vs 90 %``, ``1.20 MiB/s vs 1 MiB/s``: an alert's value and threshold in
+        the unit of its rule's metric, as the panels print that metric (the threshold as
+        written, without trailing zeros); bare numbers for a metric outside the schema
+        (``host.offline``) or before the rules are in."""
+        value, threshold = alert.get("value"), alert.get("threshold")
+        if value is None:
+            return ""
+        metric = self.rule_metrics.get(str(alert.get("rule")))
+
+        def shown(number: Any, trim: bool = False) -> str:
+            if metric is None:
+                return format_value(number, "", trim=trim)
+            return self.schema.format(metric, number, trim=trim)  # `*` segments match too
+
+        return shown(value) + ("" if threshold is None else f" vs {shown(threshold, True)}")
 
     def _generic(self, group: str) -> Panel:
         """Any other group, from its shape and the schema's units: a scalar is a line, a list
