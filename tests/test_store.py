@@ -200,6 +200,23 @@ def test_hosts_are_kept_apart(open_store: Opened) -> None:
     assert store.query(now - 5, now, ["cpu"])["values"] == {"cpu": []}  # "local" has none
 
 
+@pytest.mark.parametrize("flushed", [True, False])
+def test_a_tier_read_is_bounded_by_its_range(open_store: Opened, flushed: bool) -> None:
+    """Buckets are keyed by their start: the bucket holding ``start`` is in, and nothing
+    after ``end`` is, stored or still open."""
+    store = open_store()
+    start = bucket_start(time.time(), 60) - 240
+    record_series(store, start, 0, 210)  # three closed minutes, 30 s of a fourth
+    if flushed:
+        store.flush()
+    minutes = store.query(start + 30, start + 90, ["cpu"], step=60)
+    assert minutes["timestamps"] == [start, start + 60]
+    assert minutes["values"]["cpu"] == [29.5, 89.5]
+    minutes = store.query(start + 130, start + 150, ["cpu"], step=60)
+    assert minutes["timestamps"] == [start + 120]
+    assert minutes["values"]["cpu"] == [149.5]
+
+
 def test_a_corrupt_file_is_moved_aside_and_a_new_one_started(
     open_store: Opened, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -85,12 +85,13 @@ def read_tier(
     """Buckets of ``tier`` for ``host`` in ``[start, end]``: the stored rows, then ``tail``
     (finer points not rolled up yet) re-bucketed to the tier, newer than any stored row."""
     series: Series = {name: {} for name in fields}
+    first = bucket_start(start, tier.resolution)  # the bucket that holds ``start``
     if db is not None:
         for name in fields:
             cursor = db.execute(
                 f"SELECT ts, n, avg, min, max FROM {tier.table}"
                 " WHERE host = ? AND grp = ? AND ts >= ? AND ts <= ? ORDER BY ts",
-                (host, name, bucket_start(start, tier.resolution), end),
+                (host, name, first, end),
             )
             points = series[name]
             for ts, n, avg, low, high in cursor:
@@ -98,7 +99,7 @@ def read_tier(
     for name in fields:
         parts = [(ts, groups[name]) for ts, groups in tail if name in groups]
         for ts, summary in rebucket(parts, tier.resolution).items():
-            if ts <= end:
+            if first <= ts <= end:
                 series[name][ts] = summary  # newer than a partial row from a shutdown
     return series
 
