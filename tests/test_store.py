@@ -20,7 +20,13 @@ import pytest
 from sysstream._sample import Sample
 from sysstream.sansio._rollup import bucket_start
 from sysstream.store import _store
-from sysstream.store._store import FILE_NAME, HistoryStore, QueryAborted, StoreState
+from sysstream.store._store import (
+    FILE_NAME,
+    HistoryStore,
+    QueryAborted,
+    StoreState,
+    tiers_with_retention,
+)
 
 from .conftest import RunningServer, receive_json, ws_client
 
@@ -136,11 +142,19 @@ def test_restart_keeps_history_and_completes_the_open_minute(
 
 def test_clean_shutdown_writes_what_the_writer_had_not(open_store: Opened, tmp_path: Path) -> None:
     store = open_store()  # flush_interval is an hour: only close() writes
-    record_series(store, time.time() - 100, 0, 100)
+    start = bucket_start(time.time(), 60) - 120
+    record_series(store, start, 0, 100)  # a closed minute, then 40 s of an open one
     assert rows(tmp_path / "data", "SELECT COUNT(*) FROM raw") == [(0,)]
     store.close()
     assert rows(tmp_path / "data", "SELECT COUNT(*) FROM raw") == [(100,)]
-    assert rows(tmp_path / "data", "SELECT COUNT(*) FROM agg_1m WHERE grp = 'cpu'") >= [(1,)]
+    # The open minute and quarter are written as they stand, not only the closed minute.
+    minutes = "SELECT ts, n, min, max FROM agg_1m WHERE grp = 'cpu' ORDER BY ts"
+    assert rows(tmp_path / "data", minutes) == [
+        (start, 60, b"0.0", b"59.0"),
+        (start + 60, 40, b"60.0", b"99.0"),
+    ]
+    quarter = "SELECT ts, n FROM agg_15m WHERE grp = 'cpu'"
+    assert rows(tmp_path / "data", quarter) == [(bucket_start(start, 900), 100)]
 
 
 def test_the_writer_flushes_on_its_interval(open_store: Opened, tmp_path: Path) -> None:
@@ -200,6 +214,27 @@ def test_hosts_are_kept_apart(open_store: Opened) -> None:
     assert store.query(now - 5, now, ["cpu"])["values"] == {"cpu": []}  # "local" has none
 
 
+def test_a_query_reads_its_host_only_before_the_flush_too(open_store: Opened) -> None:
+    store = open_store()
+    now = time.time()
+    store.recorder("web-1").record(Sample(1, now - 2, {"cpu": 10.0}))
+    store.recorder("web-2").record(Sample(1, now - 2, {"cpu": 20.0}))
+    # Not flushed: both are pending, and each query sees its own host's point only.
+    assert store.query(now - 5, now, ["cpu"], host="web-2")["values"] == {"cpu": [20.0]}
+    assert store.query(now - 5, now, ["cpu"], step=60, host="web-1")["values"] == {"cpu": [10.0]}
+
+
+def test_a_tier_read_includes_the_points_not_flushed_yet(open_store: Opened) -> None:
+    store = open_store()
+    start = bucket_start(time.time(), 60) - 180
+    record_series(store, start, 0, 150)
+    minutes = store.query(start, start + 149, ["cpu"], step=60)
+    assert minutes["timestamps"] == [start, start + 60, start + 120]
+    assert minutes["values"]["cpu"] == [29.5, 89.5, 134.5]
+    assert minutes["min"]["cpu"] == [0, 60, 120]
+    assert minutes["max"]["cpu"] == [59, 119, 149]
+
+
 @pytest.mark.parametrize("flushed", [True, False])
 def test_a_tier_read_is_bounded_by_its_range(open_store: Opened, flushed: bool) -> None:
     """Buckets are keyed by their start: the bucket holding ``start`` is in, and nothing
@@ -215,6 +250,55 @@ def test_a_tier_read_is_bounded_by_its_range(open_store: Opened, flushed: bool) 
     minutes = store.query(start + 130, start + 150, ["cpu"], step=60)
     assert minutes["timestamps"] == [start + 120]
     assert minutes["values"]["cpu"] == [149.5]
+
+
+def test_a_full_batch_drops_the_oldest_points_and_counts_them(
+    open_store: Opened, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_store, "MAX_PENDING", 5)
+    store = open_store()
+    start = time.time() - 100
+    record_series(store, start, 0, 8)
+    assert store.dropped == 3
+    store.flush()
+    assert store.query(start, start + 10, ["cpu"])["values"]["cpu"] == [3, 4, 5, 6, 7]
+
+
+def test_a_failed_write_counts_its_points_and_warns_once(
+    open_store: Opened, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = open_store()
+    start = time.time() - 100
+    real_write = store._tiers.write
+
+    def full_disk(*args: Any) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(store._tiers, "write", full_disk)
+    with caplog.at_level(logging.WARNING, logger="sysstream"):
+        record_series(store, start, 0, 3)
+        store.flush()
+        record_series(store, start, 3, 4)
+        store.flush()
+        assert store.dropped == 7
+        monkeypatch.setattr(store._tiers, "write", real_write)
+        record_series(store, start, 7, 1)
+        store.flush()
+    assert store.dropped == 7
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 2
+    assert "write failed, 3 points dropped" in warnings[0]
+    assert warnings[1] == f"history store {store.path}: writing again"
+    assert store.query(start, start + 10, ["cpu"])["values"]["cpu"] == [7]
+
+
+def test_a_tier_must_keep_one_bucket_of_the_next(tmp_path: Path) -> None:
+    # A restart rebuilds the open minute from raw rows: raw kept 30 s cannot rebuild it.
+    with pytest.raises(ValueError, match="expected tier raw to be kept at least 60 s"):
+        HistoryStore(tmp_path, interval=1.0, tiers=tiers_with_retention(30, 7 * 86400, 86400))
+    with pytest.raises(ValueError, match="expected tier 1m to be kept at least 900 s"):
+        HistoryStore(tmp_path, interval=1.0, tiers=tiers_with_retention(60, 600, 86400))
+    HistoryStore(tmp_path, interval=1.0, tiers=tiers_with_retention(60, 900, 900))
 
 
 def test_a_corrupt_file_is_moved_aside_and_a_new_one_started(
