@@ -16,6 +16,7 @@ from sysstream.sansio import (
     parse_keyed,
     parse_net_dev,
     parse_proc_start_ticks,
+    stat_value,
 )
 
 ID = "ecefc20367c202342fb00615c29ccfacde7d94c2656a27ed610f3ce175fd8391"
@@ -45,6 +46,15 @@ total_cache 167936
 total_inactive_file 131072
 total_active_file 36864
 """
+
+
+def test_stat_value_finds_the_whole_key_only() -> None:
+    # v1's memory.stat has inactive_file (this group) and total_inactive_file (its tree).
+    assert stat_value(V1_MEMORY_STAT, "total_inactive_file") == 131072
+    assert stat_value(V1_MEMORY_STAT, "inactive_file") == 4096
+    assert stat_value("total_inactive_file 131072\ninactive_file 4096\n", "inactive_file") == 4096
+    assert stat_value(V1_MEMORY_STAT, "cache") == 167936
+    assert stat_value(V1_MEMORY_STAT, "file") is None
 
 
 def test_memory_usage_leaves_out_inactive_cache_as_docker_stats_does() -> None:

@@ -10,6 +10,7 @@ machine may not have.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from sysstream._sample import Partial
-from sysstream.sampling._cgroups import CgroupError, Cgroups
+from sysstream.sampling import _cgroups
+from sysstream.sampling._cgroups import LIMITS_EVERY, CgroupError, Cgroups
 from sysstream.sampling._containers import ContainersCollector
 from sysstream.sansio import memory_usage, parse_keyed
 
@@ -201,3 +203,130 @@ def test_idle_hosts_list_the_cgroups_every_fifth_tick(tmp_path: Path) -> None:
     seen = [bool(collector.collect(float(tick))) for tick in range(1, 8)]
     assert seen == [False, False, False, False, True, True, True]
     collector.close()
+
+
+def v2_container(root: Path, group: str, **changes: str) -> None:
+    """A v2 container group under ``root`` (a cgroup v2 tree): 1 ms of CPU, 4 KiB of
+    memory, no limits, one process (this test's own); ``changes`` replace files."""
+    files = {
+        "cpu.stat": "usage_usec 1000\n",
+        "memory.current": "4096\n",
+        "memory.stat": "inactive_file 0\n",
+        "memory.max": "max\n",
+        "cpu.max": "max 100000\n",
+        "io.stat": "",
+        "pids.current": "1\n",
+        "cgroup.procs": f"{os.getpid()}\n",
+    }
+    files.update({name.replace("_", "."): text for name, text in changes.items()})
+    write_tree(root, {"cgroup.controllers": "cpu io memory pids\n"})
+    write_tree(root, {f"{group}/{name}": text for name, text in files.items()})
+
+
+def test_limits_written_after_the_cgroup_appears_and_docker_update_are_read(
+    tmp_path: Path,
+) -> None:
+    group = f"system.slice/docker-{ID}.scope"
+    v2_container(tmp_path, group)
+    cgroups = Cgroups(str(tmp_path))
+    found = cgroups.scan()
+    [first] = cgroups.read_all(found)
+    assert (first.memory_limit_bytes, first.cpu_limit_cores) == (None, None)
+    # runc creates the group, then writes its limits: the next tick has them.
+    (tmp_path / group / "memory.max").write_text("209715200\n")
+    [second] = cgroups.read_all(found)
+    assert second.memory_limit_bytes == 209715200
+    cgroups.read_all(found)
+    # `docker update --cpus 0.5` later on: seen within LIMITS_EVERY ticks.
+    (tmp_path / group / "cpu.max").write_text("50000 100000\n")
+    later = [cgroups.read_all(found)[0].cpu_limit_cores for _ in range(LIMITS_EVERY)]
+    assert later[-1] == 0.5
+    cgroups.close()
+
+
+def test_a_restarted_container_is_read_from_its_new_cgroup(tmp_path: Path) -> None:
+    group = f"system.slice/docker-{ID}.scope"
+    v2_container(tmp_path, group, cpu_stat="usage_usec 5000000\n", memory_current="8192\n")
+    cgroups = Cgroups(str(tmp_path))
+    [before] = cgroups.read_all(cgroups.scan())
+    assert (before.cpu_ns, before.memory_bytes) == (5 * 10**9, 8192)
+    # A restart: the engine removes the group and makes a new one of the same name.
+    (tmp_path / group).rename(tmp_path / "old")
+    v2_container(tmp_path, group, cpu_stat="usage_usec 2000\n", memory_current="4096\n")
+    shutil.rmtree(tmp_path / "old")
+    found = cgroups.scan()
+    [after] = cgroups.read_all(found)
+    assert after.generation == (tmp_path / group).stat().st_ino != before.generation
+    assert (after.cpu_ns, after.memory_bytes) == (2 * 10**6, 4096)
+    cgroups.close()
+
+
+def test_a_group_with_no_process_left_is_not_a_running_container(tmp_path: Path) -> None:
+    group = f"system.slice/docker-{ID}.scope"
+    v2_container(tmp_path, group, pids_current="0\n")
+    cgroups = Cgroups(str(tmp_path))
+    assert cgroups.read_all(cgroups.scan()) == []
+
+
+def test_containers_deeper_than_the_listing_come_from_the_engine(tmp_path: Path) -> None:
+    deep = f"/kubepods/burstable/pod1/{ID}"
+    v2_container(tmp_path, deep.lstrip("/"), cpu_stat="usage_usec 3000\n")
+    cgroups = Cgroups(str(tmp_path))
+    assert cgroups.scan() == {}
+    found = cgroups.scan({ID: deep})
+    assert found == {ID: (deep, (tmp_path / deep.lstrip("/")).stat().st_ino)}
+    assert [r.cpu_ns for r in cgroups.read_all(found)] == [3 * 10**6]
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_counter_files_held_open_stay_within_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_cgroups, "HELD_FILES", 3)
+    group = f"system.slice/docker-{ID}.scope"
+    v2_container(tmp_path, group)
+    cgroups = Cgroups(str(tmp_path))
+    before = open_fds()
+    found = cgroups.scan()
+    cgroups.read_all(found)
+    assert open_fds() == before + 3  # of the five counter files read each tick
+    (tmp_path / group / "pids.current").write_text("7\n")  # one of those not held
+    assert cgroups.read_all(found)[0].pids == 7
+    assert open_fds() == before + 3
+    cgroups.close()
+    assert open_fds() == before
+
+
+def test_cgroup_v1_layout(tmp_path: Path) -> None:
+    """Docker's cgroupfs driver on cgroup v1: one hierarchy per controller. Memory leaves
+    out the inactive cache of the whole group (total_inactive_file), as docker stats."""
+    group = f"docker/{ID}"
+    write_tree(
+        tmp_path,
+        {
+            f"memory/{group}/memory.usage_in_bytes": "104857600\n",
+            f"memory/{group}/memory.stat": "inactive_file 4096\ntotal_inactive_file 20971520\n",
+            f"memory/{group}/memory.limit_in_bytes": "9223372036854771712\n",
+            f"memory/{group}/cgroup.procs": f"{os.getpid()}\n",
+            f"cpuacct/{group}/cpuacct.usage": "2000000000\n",
+            f"cpu/{group}/cpu.cfs_quota_us": "50000\n",
+            f"cpu/{group}/cpu.cfs_period_us": "100000\n",
+            f"blkio/{group}/blkio.throttle.io_service_bytes_recursive": (
+                "8:0 Read 4096\n8:0 Write 8192\n8:0 Total 12288\nTotal 12288\n"
+            ),
+            f"pids/{group}/pids.current": "3\n",
+        },
+    )
+    cgroups = Cgroups(str(tmp_path))
+    assert cgroups.version == 1
+    found = cgroups.scan()
+    assert found == {ID: ("/" + group, (tmp_path / "memory" / group).stat().st_ino)}
+    [reading] = cgroups.read_all(found)
+    assert reading.cpu_ns == 2 * 10**9
+    assert reading.memory_bytes == 104857600 - 20971520
+    assert (reading.memory_limit_bytes, reading.cpu_limit_cores) == (None, 0.5)
+    assert (reading.block_read_bytes, reading.block_write_bytes, reading.pids) == (4096, 8192, 3)
+    cgroups.close()

@@ -124,6 +124,31 @@ def test_host_network_and_stale_engine_start() -> None:
     assert entry["uptime_seconds"] == 5.0
 
 
+def test_an_engine_start_just_before_the_process_start_is_the_exact_one() -> None:
+    # The engine stamps StartedAt around the init process's own start, which /proc gives
+    # in clock ticks: under STALE_START (1 s) apart, the engine's figure is this run's.
+    meter = ContainerMeter(4 * GIB)
+    info = replace(INFO, started_at=999.5)
+    [entry] = meter.update([reading(started_at=1000.0)], {ID: info}, now=1.0, wall=1010.0).values()
+    assert entry["uptime_seconds"] == 10.5
+
+
+def test_a_start_in_the_future_is_no_negative_uptime() -> None:
+    # The wall clock stepped back (NTP) since the container started.
+    meter = ContainerMeter(4 * GIB)
+    [entry] = meter.update([reading(started_at=1000.0)], {}, now=1.0, wall=990.0).values()
+    assert entry["uptime_seconds"] == 0.0
+
+
+def test_two_readings_at_the_same_moment_give_no_rate() -> None:
+    meter = ContainerMeter(4 * GIB)
+    meter.update([reading()], {}, now=1.0, wall=1.0)
+    [entry] = meter.update([reading(cpu_ns=10**9)], {}, now=1.0, wall=1.0).values()
+    assert entry["cpu_percent"] is None and entry["net_rx_bytes_per_s"] is None
+    [entry] = meter.update([reading(cpu_ns=2 * 10**9)], {}, now=2.0, wall=2.0).values()
+    assert entry["cpu_percent"] == 100.0
+
+
 def test_host_memory_must_be_positive() -> None:
     with pytest.raises(ValueError, match="expected a positive host memory size, got 0"):
         ContainerMeter(0)
