@@ -220,3 +220,96 @@ def test_per_core_has_one_figure_per_logical_cpu() -> None:
     collector = build_collectors(disk_path="/")["cpu_per_core"]
     time.sleep(0.05)  # let some CPU time pass so the figures are not None
     assert len(collector.collect(0)) == psutil.cpu_count()
+
+
+def proc_stat_modes() -> dict[str, list[int]]:
+    """Clock ticks per mode from /proc/stat: ``cpu`` (all) and ``cpu0``… (each core)."""
+    with open("/proc/stat") as stat:
+        return {
+            fields[0]: [int(value) for value in fields[1:11]]
+            for fields in (line.split() for line in stat)
+            if fields[0].startswith("cpu")
+        }
+
+
+def busy_percent(before: list[int], after: list[int]) -> float:
+    """Busy share of one /proc/stat line's delta: all but idle and iowait, guest (inside
+    user) left out of the total."""
+    delta = [b - a for a, b in zip(before, after, strict=True)][:8]
+    return (sum(delta) - delta[3] - delta[4]) / sum(delta) * 100
+
+
+def spin(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def test_cpu_times_split_matches_proc_stat() -> None:
+    collector = build_collectors(disk_path="/")["cpu_times"]
+    before = proc_stat_modes()["cpu"]
+    spin(0.5)
+    after = proc_stat_modes()["cpu"]
+    value = collector.collect(0)
+    modes = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+    delta = [b - a for a, b in zip(before, after, strict=True)]
+    total = sum(delta[:8])
+    for index, mode in enumerate(modes):
+        assert value[mode] == pytest.approx(delta[index] / total * 100, abs=5), mode
+    assert sum(value[mode] for mode in modes) == pytest.approx(100, abs=0.5)
+
+
+def test_per_core_busy_matches_proc_stat() -> None:
+    collector = build_collectors(disk_path="/")["cpu_per_core"]
+    before = proc_stat_modes()
+    spin(0.5)  # one core busy for most of the window, whichever it is
+    after = proc_stat_modes()
+    value = collector.collect(0)
+    expected = [busy_percent(before[f"cpu{n}"], after[f"cpu{n}"]) for n in range(len(value))]
+    assert value == pytest.approx(expected, abs=10)
+    assert max(value) >= 50
+
+
+def meminfo_cache() -> int:
+    """free's buff/cache: Buffers + Cached + SReclaimable, in bytes."""
+    with open("/proc/meminfo") as meminfo:
+        kib = {line.split(":")[0]: int(line.split()[1]) for line in meminfo}
+    return (kib["Buffers"] + kib["Cached"] + kib.get("SReclaimable", 0)) * 1024
+
+
+def test_memory_detail_cache_is_frees_buff_cache() -> None:
+    collector = MemoryDetailCollector()
+    before = meminfo_cache()
+    value = collector.collect(0)
+    after = meminfo_cache()
+    slack = 4 * 1024 * 1024  # what the page cache may move between the three reads
+    assert min(before, after) - slack <= value["cached_bytes"] <= max(before, after) + slack
+
+
+def test_disk_io_total_counts_whole_disks_only() -> None:
+    value = DiskIoCollector().collect(time.monotonic())
+    assert not [name for name in value["devices"] if name.startswith(("loop", "ram"))]
+    disks = [name for name in value["devices"] if name in os.listdir("/sys/block")]
+    assert disks  # the machine has a disk
+    for name in ("read_bytes", "write_bytes", "read_ops", "write_ops"):
+        # /sys/block lists whole disks: a partition's I/O is also counted on its disk.
+        assert value[name] == sum(value["devices"][disk][name] for disk in disks)
+
+
+@pytest.mark.parametrize("path", ["/", "/dev/shm"])  # --disk-path: any filesystem
+def test_disk_path_matches_df(path: str) -> None:
+    value = build_collectors(disk_path=path)["disk"].collect(0)
+    used, available = map(int, command_numbers("df", "-B1", "--output=used,avail", path)[1])
+    assert value == pytest.approx(used / (used + available) * 100, abs=0.5)  # df's Use%
+
+
+def test_mounts_match_df() -> None:
+    root = MountsCollector().collect(0)["/"]
+    size, used, available = map(
+        int, command_numbers("df", "-B1", "--output=size,used,avail", "/")[1]
+    )
+    assert root["total_bytes"] == size
+    # used leaves out the blocks reserved for root, as df does.
+    assert root["used_bytes"] == pytest.approx(used, abs=64 * 1024 * 1024)
+    assert root["free_bytes"] == pytest.approx(available, abs=64 * 1024 * 1024)
+    assert root["percent"] == pytest.approx(used / (used + available) * 100, abs=0.5)
