@@ -182,8 +182,44 @@ async def test_a_redis_that_stops_answering_costs_one_publish_the_bound_then_res
         assert PUBLISH_TIMEOUT <= time.monotonic() - started < PUBLISH_TIMEOUT + 2
         assert f"no answer from Redis within {PUBLISH_TIMEOUT:g} s" in caplog.text
         assert publisher.state is PublisherState.DISCONNECTED
+        # The next tick comes within the backoff delay (0.1 s at least): dropped at once,
+        # not another PUBLISH_TIMEOUT spent on the frozen server.
+        started = time.monotonic()
+        assert not await publisher.publish(1.0, sample(3))
+        assert time.monotonic() - started < 0.5
+        assert publisher.dropped == 2
         frozen.process.send_signal(signal.SIGCONT)
-        await publish_until_through(publisher, first_tick=3)
+        await publish_until_through(publisher, first_tick=4)
     finally:
         await publisher.close()
         frozen.kill()
+
+
+async def test_the_next_outage_is_retried_from_the_first_delay_again() -> None:
+    server = RedisServer()  # down: its port is free until start()
+    publisher = Publisher(server.url, "web1", backlog=10, max_backoff=4.0)
+    tick = 0
+
+    async def publish() -> bool:
+        nonlocal tick
+        tick += 1
+        return await publisher.publish(1.0, sample(tick))
+
+    try:
+        # A long outage: tries 0.1-0.2 s apart, then twice as far each time, up to 2-4 s.
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            assert not await publish()
+            await asyncio.sleep(0.02)
+        server.start()
+        await publish_until_through(publisher, first_tick=tick + 1)
+        server.kill()
+        assert not await publish()  # the first try of a new outage
+        failed = time.monotonic()
+        server.start()
+        await publish_until_through(publisher, first_tick=tick + 100)
+        # Retried after the first delay (0.1-0.2 s), not the long outage's last (2-4 s).
+        assert time.monotonic() - failed < 1.5
+    finally:
+        server.kill()
+        await publisher.close()
