@@ -22,7 +22,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from sysstream._sample import Sample
 from sysstream.fleet._agent import load_agent_settings, run_agent
-from sysstream.fleet._hub import HEALTH_CHECK_SECONDS, RedisState
+from sysstream.fleet._hub import HEALTH_CHECK_SECONDS, Fleet, RedisState
 from sysstream.sansio._messages import format_timestamp
 from sysstream.sansio._wire import decode_tick, encode_tick, ticks_channel
 
@@ -628,3 +628,34 @@ async def test_fleet_members_that_lie_leave_the_hub_serving_real_hosts(
     warnings = [r.getMessage() for r in server.log.records if r.getMessage().startswith("fleet:")]
     assert len(warnings) <= 3, warnings  # the log is throttled across hosts and channels
     assert not server.log.errors()
+
+
+async def test_the_next_redis_outage_is_retried_from_the_first_delay_again() -> None:
+    server = RedisServer()
+    server.start()
+    fleet = Fleet(server.url, history_seconds=60, max_backoff=4.0)
+
+    async def state_is(wanted: RedisState, timeout: float = 10) -> None:
+        async with asyncio.timeout(timeout):
+            while fleet.state is not wanted:
+                await asyncio.sleep(0.01)
+
+    await fleet.start()
+    try:
+        await state_is(RedisState.CONNECTED)
+        # A long outage: tries 0.1-0.2 s apart, then twice as far each time, up to 2-4 s.
+        server.kill()
+        await state_is(RedisState.DISCONNECTED)
+        await asyncio.sleep(3.5)
+        server.start()
+        await state_is(RedisState.CONNECTED)
+        server.kill()
+        await state_is(RedisState.DISCONNECTED)
+        lost = time.monotonic()
+        server.start()
+        await state_is(RedisState.CONNECTED)
+        # Reconnected after the first delay (0.1-0.2 s), not the long outage's last (2-4 s).
+        assert time.monotonic() - lost < 1.5
+    finally:
+        await fleet.stop()
+        server.kill()
