@@ -89,6 +89,13 @@ async def wait_for_status(server: RunningServer, wanted: dict[str, str]) -> dict
             await asyncio.sleep(0.05)
 
 
+async def wait_for_backlog(client: redis.Redis, host: str, entries: int) -> None:
+    """Poll until ``host``'s backlog in Redis holds ``entries`` ticks."""
+    async with asyncio.timeout(10):
+        while client.xlen(f"sysstream:{host}:backlog") < entries:
+            await asyncio.sleep(0.05)
+
+
 async def receive_until(
     websocket: Any, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15
 ) -> dict[str, Any]:
@@ -198,9 +205,7 @@ async def test_a_hub_that_starts_late_backfills_history(
 ) -> None:
     async with agent(redis_url, "web1"):
         with redis.Redis.from_url(redis_url) as client:
-            async with asyncio.timeout(10):
-                while client.xlen("sysstream:web1:backlog") < 8:
-                    await asyncio.sleep(0.05)
+            await wait_for_backlog(client, "web1", 8)
         server = hub(server_factory, redis_url)
         await wait_for_status(server, {"web1": "online"})
         async with httpx.AsyncClient(base_url=server.http_url, timeout=5) as http:
@@ -223,9 +228,7 @@ async def test_a_host_set_flooded_with_names_is_read_within_max_hosts(
     invented = 300_000
     async with agent(redis_url, "web1"):
         with redis.Redis.from_url(redis_url) as client:
-            async with asyncio.timeout(10):
-                while client.xlen("sysstream:web1:backlog") < 8:
-                    await asyncio.sleep(0.05)
+            await wait_for_backlog(client, "web1", 8)
             older = time.time() - 600  # credible scores, older than web1's
             for start in range(0, invented, 50_000):
                 client.zadd(
@@ -295,9 +298,7 @@ async def test_a_starting_hub_prefers_a_host_with_a_backlog_to_invented_names(
 ) -> None:
     async with agent(redis_url, "web1"):
         with redis.Redis.from_url(redis_url) as client:
-            async with asyncio.timeout(10):
-                while client.xlen("sysstream:web1:backlog") < 8:
-                    await asyncio.sleep(0.05)
+            await wait_for_backlog(client, "web1", 8)
             client.zadd("sysstream:hosts", {f"fake{n}": time.time() + 200 for n in range(3)})
         server = server_factory(
             redis_url=redis_url, interval=INTERVAL, history_seconds=60, max_hosts=3
