@@ -15,9 +15,11 @@ import pytest
 
 from sysstream import create_app, load_settings
 from sysstream._sample import Sample
+from sysstream.sansio import fingerprint
+from sysstream.store import AlertLog
 
 from .alert_receiver import Receiver
-from .conftest import RunningServer, receive_json, ws_client
+from .conftest import RunningServer, receive_json, stop_server, ws_client
 
 TOKEN = "alerts-test-token-0123456789abc"
 Factory = Callable[..., RunningServer]
@@ -268,8 +270,6 @@ async def test_alerts_survive_a_restart_without_a_second_notification(
         first = start(server_factory, source, alerts=rules, no_store=False, data_dir=str(tmp_path))
         [fired] = await asyncio.to_thread(receiver.wait_for, 1)
         [before] = await wait_active(first, bool)
-        from .conftest import stop_server
-
         stop_server(first)
         del data
 
@@ -287,3 +287,34 @@ async def test_alerts_survive_a_restart_without_a_second_notification(
         # The second delivery is the resolve: nothing was sent again on restart.
         assert [b["status"] for b in bodies] == ["firing", "resolved"]
         assert receiver.attempts == 2
+
+
+async def test_a_restart_leaves_behind_the_alerts_of_hosts_it_does_not_evaluate(
+    server_factory: Factory, tmp_path: Path
+) -> None:
+    # A data dir that a fleet hub used, now a standalone server's: the hub's hosts' saved
+    # alerts would be carried over for good (no sample of theirs ever comes to resolve
+    # them); the server's own alert is carried over.
+    rules = rule_file(tmp_path, None)
+    source = DialSource()
+    source.cpu = 90.0
+    first = start(server_factory, source, alerts=rules, no_store=False, data_dir=str(tmp_path))
+    [local] = await wait_active(first, bool)
+    stop_server(first)
+    log = AlertLog(tmp_path)
+    log.open()
+    [saved] = log.active()
+    labels = {**saved["labels"], "host": "web1"}
+    fleet_host = {**saved, "labels": labels, "fingerprint": fingerprint("hot", labels)}
+    log.record([], [saved, fleet_host])
+    log.close()
+
+    second = start(server_factory, source, alerts=rules, no_store=False, data_dir=str(tmp_path))
+    active = (await get(second, "/api/alerts")).json()["active"]
+    assert [(a["labels"]["host"], a["since"]) for a in active] == [
+        (local["labels"]["host"], local["since"])
+    ]
+    stop_server(second)
+    log.open()
+    assert [a["labels"]["host"] for a in log.active()] == [local["labels"]["host"]]
+    log.close()

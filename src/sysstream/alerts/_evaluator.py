@@ -118,8 +118,13 @@ class AlertEvaluator:
         coordinator: Coordinator | None = None,
         host_statuses: HostStatuses | None = None,
         stale_after: float = 60.0,
+        evaluates: Callable[[str], bool] = lambda host: True,
     ) -> None:
+        """``evaluates(host)``: whether samples of ``host`` can reach this evaluator (a
+        standalone server's own host only, a fleet hub's agents only); a saved alert of
+        any other host is not carried over a restart, since nothing could resolve it."""
         self.rule_file = rule_file
+        self.evaluates = evaluates
         self.engine = AlertEngine(rules, stale_after=stale_after)
         self.silences = Silences()
         self.log = log
@@ -194,9 +199,24 @@ class AlertEvaluator:
             saved = await asyncio.to_thread(self.log.active)
         if silences is None and self.log is not None:
             silences = await asyncio.to_thread(self.log.silences)
-        restored = self.engine.restore(saved)
+        # A data dir kept by a fleet hub, then used by a standalone server (or the other
+        # way round): the other mode's hosts never send a sample here.
+        kept = [
+            alert
+            for alert in saved
+            if isinstance(labels := alert.get("labels"), dict)
+            and self.evaluates(str(labels.get("host")))
+        ]
+        restored = self.engine.restore(kept)
         if restored:
             logger.info("alerts: %d firing alert(s) carried over from before the restart", restored)
+        if len(kept) < len(saved):
+            logger.info(
+                "alerts: %d saved alert(s) of hosts this server does not evaluate left behind",
+                len(saved) - len(kept),
+            )
+            if self.log is not None:  # the saved active set, without them
+                await asyncio.to_thread(self.log.record, [], self.engine.active())
         self._load_silences(silences or [])
 
     def _load_silences(self, saved: list[dict[str, Any]]) -> None:

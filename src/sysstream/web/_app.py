@@ -108,8 +108,13 @@ def _evaluator(settings: Settings, store: HistoryStore | None) -> AlertEvaluator
     rules = load_rule_file(settings.alerts)
     log = AlertLog(store.path.parent, retention=settings.retention_15m) if store else None
     coordinator = RedisCoordinator(settings.redis_url) if settings.redis_url else None
-    # In fleet mode the hubs evaluate the agents' hosts (run an agent on a hub's own host).
-    return AlertEvaluator(rules, rule_file=settings.alerts, log=log, coordinator=coordinator)
+    # In fleet mode the hubs evaluate the agents' hosts (run an agent on a hub's own host),
+    # which never use the local host's id; a standalone server evaluates that id alone.
+    fleet = settings.redis_url is not None
+    return AlertEvaluator(
+        rules, rule_file=settings.alerts, log=log, coordinator=coordinator,
+        evaluates=lambda host: (host != RESERVED_HOST_ID) == fleet,
+    )  # fmt: skip
 
 
 def _host_alerts(
